@@ -1,7 +1,101 @@
-"""Event model, protocols, sequencer and errors shared by every eventkit package."""
+"""eventkit-core: the event model, protocols, sequencer and errors every eventkit package shares."""
 
 from importlib.metadata import version as _version
 
+from eventkit_core.errors import (
+    BackpressureError,
+    ConfigurationError,
+    EventkitError,
+    InvalidStreamError,
+    QueueError,
+    StorageError,
+    WarehouseError,
+)
+from eventkit_core.events import (
+    EVENT_CLASSES,
+    AdaptError,
+    AdaptResult,
+    AliasEvent,
+    CustomEvent,
+    DeadLetter,
+    GroupEvent,
+    IdentifyEvent,
+    PageEvent,
+    RawEvent,
+    ScreenEvent,
+    SourceId,
+    TrackEvent,
+    TypedEvent,
+    decode_raw_event,
+    encode_raw_event,
+    json_text,
+    new_message_id,
+    stable_message_id,
+)
+from eventkit_core.protocols import (
+    ErrorStore,
+    EventQueue,
+    EventStore,
+    LoadReport,
+    SchemaAdapter,
+    StoredFile,
+    WarehouseLoader,
+)
+from eventkit_core.sequencer import Sequencer, identity_key
+from eventkit_core.streams import (
+    DEFAULT_STREAM,
+    DEFAULT_TYPE_STREAMS,
+    STREAM_RULE,
+    is_valid_stream,
+    validate_stream,
+)
+from eventkit_core.timeutil import corrected_timestamp, parse_timestamp, utcnow
+
 __version__ = _version("eventkit-core")
 
-__all__ = ["__version__"]
+__all__ = [
+    "DEFAULT_STREAM",
+    "DEFAULT_TYPE_STREAMS",
+    "EVENT_CLASSES",
+    "STREAM_RULE",
+    "AdaptError",
+    "AdaptResult",
+    "AliasEvent",
+    "BackpressureError",
+    "ConfigurationError",
+    "CustomEvent",
+    "DeadLetter",
+    "ErrorStore",
+    "EventQueue",
+    "EventStore",
+    "EventkitError",
+    "GroupEvent",
+    "IdentifyEvent",
+    "InvalidStreamError",
+    "LoadReport",
+    "PageEvent",
+    "QueueError",
+    "RawEvent",
+    "SchemaAdapter",
+    "ScreenEvent",
+    "Sequencer",
+    "SourceId",
+    "StorageError",
+    "StoredFile",
+    "TrackEvent",
+    "TypedEvent",
+    "WarehouseError",
+    "WarehouseLoader",
+    "__version__",
+    "corrected_timestamp",
+    "decode_raw_event",
+    "encode_raw_event",
+    "identity_key",
+    "is_valid_stream",
+    "json_text",
+    "new_message_id",
+    "parse_timestamp",
+    "stable_message_id",
+    "utcnow",
+    "validate_stream",
+]
