@@ -214,7 +214,8 @@ def run_checked(argv: Sequence[str], what: str, env: Mapping[str, str] | None = 
 
 
 def _uv() -> str | None:
-    return shutil.which("uv")
+    """The uv binary: the one running us (``uv run`` sets UV), else the one on PATH."""
+    return os.environ.get("UV") or shutil.which("uv")
 
 
 def _uv_env() -> dict[str, str]:
