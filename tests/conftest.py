@@ -33,10 +33,13 @@ from tests.emulators import (
 
 @contextlib.contextmanager
 def _failing_clearly() -> Iterator[None]:
+    problem: str | None = None
     try:
         yield
     except EmulatorError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    if problem is not None:  # outside the except block: no chained traceback, just the message
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")
