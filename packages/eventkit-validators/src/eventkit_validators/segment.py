@@ -1,0 +1,183 @@
+"""Segment's spec (identify, track, page, screen, group, alias) -> eventkit's typed events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from eventkit_core import (
+    EVENT_CLASSES,
+    AdaptError,
+    AdaptResult,
+    ConfigurationError,
+    RawEvent,
+    corrected_timestamp,
+    new_message_id,
+)
+
+from eventkit_validators import _message as m
+from eventkit_validators import codes
+
+_CALLS = "identify, track, page, screen, group or alias"
+
+
+def _check_limit(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _fail(code: str, message: str) -> AdaptResult:
+    return AdaptResult(error=AdaptError(code=code, message=message))
+
+
+class SegmentSchemaAdapter:
+    """Validates Segment calls and turns them into typed events. Never raises for content.
+
+    ``max_event_bytes``: an event whose JSON is larger is ``event_too_large``.
+    ``max_message_id_length``: a longer ``messageId`` is ``invalid_message_id``.
+    """
+
+    __slots__ = (
+        "_context_cache",
+        "_integrations_cache",
+        "_sent_at",
+        "max_event_bytes",
+        "max_message_id_length",
+    )
+
+    def __init__(self, *, max_event_bytes: int = 32768, max_message_id_length: int = 100) -> None:
+        self.max_event_bytes = _check_limit("max_event_bytes", max_event_bytes)
+        self.max_message_id_length = _check_limit("max_message_id_length", max_message_id_length)
+        self._context_cache = m.BatchCache()
+        self._integrations_cache = m.BatchCache()
+        self._sent_at: tuple[Any, datetime | AdaptError | None] = (None, None)
+
+    def adapt(self, raw: RawEvent) -> AdaptResult:
+        """A typed event (``result.ok``, ``result.event``) or why not (``result.error``)."""
+        try:
+            return self._adapt(raw)
+        except Exception as exc:  # a bug, not bad input: keep the event as a dead letter
+            return _fail("adapt_failed", f"adapter failed ({type(exc).__name__}: {exc}): report it")
+
+    def adapt_many(self, raws: Sequence[RawEvent]) -> list[AdaptResult]:
+        """:meth:`adapt` for each event, in order."""
+        adapt = self.adapt
+        return [adapt(raw) for raw in raws]
+
+    def _adapt(self, raw: RawEvent) -> AdaptResult:
+        data = m.to_json(raw.payload, self.max_event_bytes)
+        if isinstance(data, AdaptError):
+            return AdaptResult(error=data)
+        msg = m.decode(data, strict_fields=True)
+        if isinstance(msg, AdaptError):
+            return AdaptResult(error=msg)
+
+        kind = msg.type
+        endpoint = raw.source if raw.source in EVENT_CLASSES else None
+        if kind is None:
+            if endpoint is None:
+                return _fail(codes.INVALID_TYPE, f"type is missing: send type, one of {_CALLS}")
+            kind = endpoint
+        elif kind not in EVENT_CLASSES:
+            return _fail(
+                codes.INVALID_TYPE, f"type {m.show(kind)} is not a Segment call: use {_CALLS}"
+            )
+        elif endpoint is not None and kind != endpoint:
+            return _fail(
+                codes.INVALID_TYPE,
+                f"type {kind!r} was sent to /v1/{endpoint}: send it to /v1/{kind} or /v1/batch",
+            )
+
+        user_id = msg.userId or None
+        anonymous_id = msg.anonymousId or None
+        if user_id is None and anonymous_id is None:
+            return _fail(codes.MISSING_FIELD, "userId is required: send userId or anonymousId")
+        if kind == "track" and not msg.event:
+            return _fail(
+                codes.MISSING_FIELD, "event is required for track: send the action's name as event"
+            )
+        if kind == "group" and not msg.groupId:
+            return _fail(
+                codes.MISSING_FIELD, "groupId is required for group: send the group's id as groupId"
+            )
+        if kind == "alias":
+            if not msg.previousId:
+                return _fail(
+                    codes.MISSING_FIELD,
+                    "previousId is required for alias: send the old id as previousId",
+                )
+            if user_id is None:
+                return _fail(
+                    codes.MISSING_FIELD, "userId is required for alias: send the new id as userId"
+                )
+
+        message_id = msg.messageId
+        if message_id:
+            if len(message_id) > self.max_message_id_length:
+                return _fail(
+                    codes.INVALID_MESSAGE_ID,
+                    f"messageId is {len(message_id)} characters long: "
+                    f"send at most {self.max_message_id_length}",
+                )
+        else:
+            message_id = raw.message_id or new_message_id()
+
+        properties = m.nested(msg.properties, "properties")
+        if isinstance(properties, AdaptError):
+            return AdaptResult(error=properties)
+        traits = m.nested(msg.traits, "traits")
+        if isinstance(traits, AdaptError):
+            return AdaptResult(error=traits)
+        context = m.nested(msg.context, "context")
+        if isinstance(context, AdaptError):
+            return AdaptResult(error=context)
+        integrations = m.nested(msg.integrations, "integrations")
+        if isinstance(integrations, AdaptError):
+            return AdaptResult(error=integrations)
+        if raw.batch_context is not None:
+            context = m.merge(context, raw.batch_context, self._context_cache)
+        if raw.batch_integrations is not None:
+            integrations = m.merge(integrations, raw.batch_integrations, self._integrations_cache)
+        context = m.fill_request_context(context, raw.ip, raw.user_agent)
+
+        original = m.utc(msg.originalTimestamp) or m.utc(msg.timestamp)
+        sent_at = m.utc(msg.sentAt)
+        if sent_at is None and raw.batch_sent_at is not None:
+            sent = self._batch_sent_at(raw.batch_sent_at)
+            if isinstance(sent, AdaptError):
+                return AdaptResult(error=sent)
+            sent_at = sent
+
+        event = EVENT_CLASSES[kind](
+            message_id=message_id,
+            stream=raw.stream,
+            received_at=raw.received_at,
+            timestamp=corrected_timestamp(raw.received_at, sent_at, original),
+            payload=data,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            original_timestamp=original,
+            sent_at=sent_at,
+            event=msg.event,
+            name=msg.name,
+            category=msg.category,
+            group_id=msg.groupId,
+            previous_id=msg.previousId,
+            properties=properties,
+            traits=traits,
+            context=context,
+            integrations=integrations,
+            source_id=raw.source_id,
+        )
+        return AdaptResult(event=event)
+
+    def _batch_sent_at(self, value: Any) -> datetime | AdaptError | None:
+        # Every item of a batch carries the same object: parse it once.
+        last = self._sent_at
+        if last[0] is value:
+            return last[1]
+        parsed = m.batch_sent_at(value)
+        self._sent_at = (value, parsed)
+        return parsed
