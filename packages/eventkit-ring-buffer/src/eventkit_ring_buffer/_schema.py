@@ -1,0 +1,86 @@
+"""The file layout and how every connection to it is configured.
+
+``counters`` keeps the row counts inside the same transactions that change them, so they are
+exact after any crash and shared by every process that writes to the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+
+from eventkit_core import ConfigurationError, StorageError
+
+SCHEMA_VERSION = 1
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS counters ("
+    " one INTEGER PRIMARY KEY CHECK (one = 1), rows INTEGER NOT NULL,"
+    " unpublished INTEGER NOT NULL, unpublished_bytes INTEGER NOT NULL)",
+    # AUTOINCREMENT: ids are never reused, even after the newest rows are deleted.
+    "CREATE TABLE IF NOT EXISTS entries ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL,"
+    " created_at REAL NOT NULL, published_at REAL)",
+    # Partial indexes: ordered reads skip released rows, retention finds them.
+    "CREATE INDEX IF NOT EXISTS entries_unpublished ON entries(id) WHERE published_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS entries_published ON entries(published_at)"
+    " WHERE published_at IS NOT NULL",
+    "INSERT OR IGNORE INTO counters VALUES (1, 0, 0, 0)",
+)
+
+SELECT_COUNTS = (
+    "SELECT rows, unpublished, unpublished_bytes,"
+    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0) FROM counters"
+)
+
+Counts = tuple[int, int, int, int]
+"""rows, unpublished, unpublished bytes, last id."""
+
+
+def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
+    """A connection in WAL mode with explicit transactions (``isolation_level=None``)."""
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StorageError(f"ring buffer {path}: cannot switch to WAL mode (got {mode!r})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(
+            f"ring buffer {path}: cannot open ({exc}); is it a ring-buffer SQLite file?"
+        ) from exc
+    return conn
+
+
+def initialise(conn: sqlite3.Connection, path: str) -> tuple[str, Counts]:
+    """Create the tables if missing (one transaction: a crash leaves all or nothing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _DDL:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('instance_id', ?), ('schema_version', ?)",
+            (str(uuid.uuid4()), str(SCHEMA_VERSION)),
+        )
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        counts: Counts = conn.execute(SELECT_COUNTS).fetchone()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if int(meta["schema_version"]) > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"ring buffer {path} has schema version {meta['schema_version']}, newer than this"
+            f" eventkit-ring-buffer understands ({SCHEMA_VERSION}): upgrade the package"
+        )
+    return str(meta["instance_id"]), counts
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,287 @@
+"""The public :class:`RingBuffer`: an asyncio face over the writer and reader threads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, cast
+
+from eventkit_core import ConfigurationError, StorageError
+from opentelemetry.metrics import MeterProvider
+
+from eventkit_ring_buffer import _metrics, _schema
+from eventkit_ring_buffer._reader import Entry, Reader, RingBufferStats
+from eventkit_ring_buffer._writer import (
+    ABANDON,
+    APPEND,
+    APPEND_MANY,
+    RELEASE_IDS,
+    RELEASE_RANGE,
+    STOP,
+    Settings,
+    Writer,
+    full_error,
+)
+from eventkit_ring_buffer.errors import EntryTooLargeError
+
+Durability = Literal["normal", "full"]
+
+
+class RingBuffer:
+    """A durable, bounded, ordered log of byte payloads in one SQLite file (WAL mode).
+
+    ``append`` returns after COMMIT: from then on the entry survives ``kill -9`` (and, with
+    ``durability="full"``, power loss). Entries stay until released with ``mark_published``;
+    on reopen every unreleased entry is read again (at-least-once). Bind one instance to one
+    event loop (the one that awaited :meth:`open`). Many processes may append to one file;
+    reading and releasing expect a single consumer per file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "normal",
+        max_entries: int = 1_000_000,
+        max_bytes: int = 1 << 30,
+        retention_seconds: float = 0.0,
+        busy_timeout: float = 5.0,
+        checkpoint_interval: float = 1.0,
+        wal_size_limit: int = 64 << 20,
+        retry_after: float = 1.0,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        if durability not in ("normal", "full"):
+            raise ConfigurationError(
+                f"durability {durability!r} is invalid: use 'normal' or 'full'"
+            )
+        for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+            if value < 1:
+                raise ConfigurationError(f"{name} must be at least 1 (got {value})")
+        for name, number in (
+            ("retention_seconds", retention_seconds),
+            ("busy_timeout", busy_timeout),
+            ("retry_after", retry_after),
+            ("wal_size_limit", wal_size_limit),
+        ):
+            if number < 0:
+                raise ConfigurationError(f"{name} must be 0 or more (got {number})")
+        if checkpoint_interval <= 0:
+            raise ConfigurationError(f"checkpoint_interval must be > 0 (got {checkpoint_interval})")
+        self.path = Path(path)
+        self.durability: Durability = durability
+        self._settings = Settings(
+            path=str(self.path),
+            synchronous=durability.upper(),
+            max_entries=max_entries,
+            max_bytes=max_bytes,
+            retention_seconds=retention_seconds,
+            busy_timeout=busy_timeout,
+            checkpoint_interval=checkpoint_interval,
+            wal_size_limit=wal_size_limit,
+            retry_after=retry_after,
+        )
+        self._metrics = _metrics.instruments(meter_provider)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: Writer | None = None
+        self._reader: Reader | None = None
+        self._instance_id: str | None = None
+        # Counts as of the last commit seen (any process), plus appends queued but not done.
+        self._rows = self._unpublished = self._unpublished_bytes = self._last_id = 0
+        self._pending = self._pending_bytes = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def instance_id(self) -> str:
+        """A uuid stored in the file when it was created: stable across reopen."""
+        if self._instance_id is None:
+            raise StorageError(f"ring buffer {self.path} is not open: await open() first")
+        return self._instance_id
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    async def open(self) -> None:
+        """Open (creating the file and its directory if needed). Idempotent."""
+        if self._writer is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = Writer(self._settings, self._deliver_threadsafe, self._metrics)
+        instance_id, counts = await asyncio.wrap_future(writer.start())
+        self._instance_id = instance_id
+        self._set_counts(counts)
+        self._pending = self._pending_bytes = 0
+        self._writer = writer
+        self._reader = Reader(
+            str(self.path), self._settings.busy_timeout, self._settings.synchronous
+        )
+        self._metrics.buffers.add(self)
+
+    async def close(self) -> None:
+        """Finish queued writes, then close. Idempotent."""
+        await self._shutdown(STOP)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _shutdown(self, op: int) -> list[sqlite3.Connection]:
+        writer, reader, loop = self._writer, self._reader, self._loop
+        if writer is None or reader is None or loop is None:
+            return []
+        self._writer = None
+        self._metrics.buffers.discard(self)
+        abandoned: list[sqlite3.Connection] = []
+        stopped = loop.create_future()
+        writer.queue.put((op, None, stopped, 0))
+        await stopped
+        await loop.run_in_executor(reader.pool, reader.close, abandoned if op == ABANDON else None)
+        reader.pool.shutdown(wait=True)
+        writer.join()
+        return [*writer.abandoned, *abandoned]
+
+    async def _abandon(self) -> list[sqlite3.Connection]:
+        """Stop without checkpoint or close, as a crash would; returns the open connections.
+
+        For tests that simulate a crash in-process: the caller closes the connections later.
+        """
+        return await self._shutdown(ABANDON)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def append(self, payload: bytes) -> int:
+        """Write one entry; returns its id once committed (shared with concurrent appends).
+
+        Raises :class:`RingBufferFullError` at once (nothing written) when the buffer is full.
+        """
+        if type(payload) is not bytes:
+            payload = bytes(payload)
+        return cast(int, await self._submit(APPEND, payload, 1, len(payload)))
+
+    async def append_many(self, payloads: Sequence[bytes]) -> list[int]:
+        """Write all entries in one transaction (all or none); ids in order, after COMMIT."""
+        batch = [p if type(p) is bytes else bytes(p) for p in payloads]
+        if not batch:
+            return []
+        return cast(
+            list[int], await self._submit(APPEND_MANY, batch, len(batch), sum(map(len, batch)))
+        )
+
+    async def mark_published(self, ids: Iterable[int]) -> int:
+        """Release entries by id; returns how many were newly released (others are ignored)."""
+        id_list = list(ids)
+        if not id_list:
+            return 0
+        return cast(int, await self._submit(RELEASE_IDS, id_list, 0, 0))
+
+    async def mark_published_range(self, first_id: int, last_id: int) -> int:
+        """Release every entry with ``first_id <= id <= last_id``; returns how many were new."""
+        if first_id > last_id:
+            return 0
+        return cast(int, await self._submit(RELEASE_RANGE, (first_id, last_id), 0, 0))
+
+    def _submit(self, op: int, arg: Any, n: int, nbytes: int) -> asyncio.Future[Any]:
+        writer, loop, s = self._writer, self._loop, self._settings
+        if writer is None or loop is None:
+            raise StorageError(f"ring buffer {self.path} is not open: await open() first")
+        if n:
+            if nbytes > s.max_bytes:
+                raise EntryTooLargeError(
+                    f"{nbytes} bytes can never fit in ring buffer {self.path}"
+                    f" (max_bytes={s.max_bytes}): split it or raise max_bytes"
+                )
+            # The fast path of backpressure: no I/O, no queueing.
+            unpublished = self._unpublished + self._pending
+            unpublished_bytes = self._unpublished_bytes + self._pending_bytes
+            if unpublished + n > s.max_entries or unpublished_bytes + nbytes > s.max_bytes:
+                raise full_error(s, unpublished, unpublished_bytes)
+            self._pending += n
+            self._pending_bytes += nbytes
+        future = loop.create_future()
+        writer.queue.put((op, arg, future, nbytes))
+        return future
+
+    def _deliver_threadsafe(
+        self,
+        futures: list[Any],
+        results: list[Any],
+        counts: _schema.Counts | None,
+        done: int,
+        done_bytes: int,
+    ) -> None:
+        """Called on the writer thread: one loop wake-up per batch."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._deliver, futures, results, counts, done, done_bytes)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    def _deliver(
+        self,
+        futures: list[asyncio.Future[Any]],
+        results: list[Any],
+        counts: _schema.Counts | None,
+        done: int,
+        done_bytes: int,
+    ) -> None:
+        self._pending -= done
+        self._pending_bytes -= done_bytes
+        if counts is not None:
+            self._set_counts(counts)
+        for future, result in zip(futures, results, strict=True):
+            if future.done():  # cancelled by its caller (the write itself may have committed)
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def _set_counts(self, counts: _schema.Counts) -> None:
+        self._rows, self._unpublished, self._unpublished_bytes, self._last_id = counts
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def read_unpublished(self, after_id: int = 0, limit: int = 1000) -> list[Entry]:
+        """Unreleased entries with ``id > after_id``, ordered by id, at most ``limit``."""
+        reader, loop = self._reader, self._loop
+        if reader is None or loop is None or self._writer is None:
+            raise StorageError(f"ring buffer {self.path} is not open: await open() first")
+        return await loop.run_in_executor(reader.pool, reader.read_unpublished, after_id, limit)
+
+    async def stats(self) -> RingBufferStats:
+        """Exact counts from the file (every process's writes included) and its size on disk."""
+        reader, loop, s = self._reader, self._loop, self._settings
+        if reader is None or loop is None or self._writer is None:
+            raise StorageError(f"ring buffer {self.path} is not open: await open() first")
+        return await loop.run_in_executor(reader.pool, reader.stats, s.max_entries, s.max_bytes)
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def record_published(self, count: int, result: Literal["ok", "error"] = "ok") -> None:
+        """Count entries the publisher handed on (``ok``) or failed to (``error``).
+
+        The buffer cannot see publishing itself; the caller reports it here, and
+        ``eventkit_ringbuffer_published_total{result}`` counts it.
+        """
+        self._metrics.published.add(count, {"result": "ok" if result == "ok" else "error"})
+
+    @property
+    def _gauge_values(self) -> tuple[int, int]:
+        return self._rows, self._unpublished
