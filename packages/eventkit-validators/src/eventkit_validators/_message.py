@@ -304,6 +304,20 @@ def merge(item: msgspec.Raw | None, batch: Any, cache: BatchCache) -> msgspec.Ra
     return msgspec.Raw(_ENCODER.encode(merged))
 
 
+_PIECES: dict[tuple[str, str], bytes] = {}
+_QUOTE: Final = ord('"')
+
+
+def _piece(key: str, value: str) -> bytes:
+    # The same client address and User-Agent repeat across a batch: encode each once.
+    piece = _PIECES.get((key, value))
+    if piece is None:
+        if len(_PIECES) >= 4096:
+            _PIECES.clear()
+        piece = _PIECES[(key, value)] = b'"' + key.encode() + b'":' + _ENCODER.encode(value)
+    return piece
+
+
 def fill_request_context(
     context: msgspec.Raw | None, ip: str | None, user_agent: str | None
 ) -> msgspec.Raw | None:
@@ -321,29 +335,28 @@ def fill_request_context(
         if user_agent is not None:
             fill["userAgent"] = user_agent
         return msgspec.Raw(_ENCODER.encode(fill))
-    data = bytes(context)
-    need_ip = ip is not None
-    need_ua = user_agent is not None
-    # A key can only be present if its name appears (or the text has escapes).
-    if (need_ip and b'"ip"' in data) or (need_ua and b'"userAgent"' in data) or b"\\" in data:
-        keys = _CONTEXT_KEYS.decode(data)
-        if keys.ip is None or keys.userAgent is None:
-            as_dict = _ANY.decode(data)
-            if as_dict.get("ip") is None and ip is not None:
-                as_dict["ip"] = ip
-            if as_dict.get("userAgent") is None and user_agent is not None:
-                as_dict["userAgent"] = user_agent
-            return msgspec.Raw(_ENCODER.encode(as_dict))
-        need_ip = need_ip and keys.ip is msgspec.UNSET
-        need_ua = need_ua and keys.userAgent is msgspec.UNSET
-    if not need_ip and not need_ua:
-        return context
+    # Decoding only these two keys is cheaper than searching the bytes for them.
+    keys = _CONTEXT_KEYS.decode(context)
+    if (ip is not None and keys.ip is None) or (user_agent is not None and keys.userAgent is None):
+        as_dict = _ANY.decode(context)
+        if as_dict.get("ip") is None and ip is not None:
+            as_dict["ip"] = ip
+        if as_dict.get("userAgent") is None and user_agent is not None:
+            as_dict["userAgent"] = user_agent
+        return msgspec.Raw(_ENCODER.encode(as_dict))
     parts = []
-    if need_ip:
-        parts.append(b'"ip":' + _ENCODER.encode(ip))
-    if need_ua:
-        parts.append(b'"userAgent":' + _ENCODER.encode(user_agent))
+    if ip is not None and keys.ip is msgspec.UNSET:
+        parts.append(_piece("ip", ip))
+    if user_agent is not None and keys.userAgent is msgspec.UNSET:
+        parts.append(_piece("userAgent", user_agent))
+    if not parts:
+        return context
+    data = bytes(context)
+    if len(data) > 2 and data[1] == _QUOTE:  # '{"...': not empty
+        parts.append(data[1:])
+        return msgspec.Raw(b"{" + b",".join(parts))
     rest = data[1:].lstrip()
     if rest[:1] != b"}":
-        parts.append(b"")
+        parts.append(rest)
+        return msgspec.Raw(b"{" + b",".join(parts))
     return msgspec.Raw(b"{" + b",".join(parts) + rest)
