@@ -1,0 +1,117 @@
+"""Backends chosen by settings: the event/error stores, the warehouse and the replay adapters.
+
+Heavy clients (google-cloud-*, duckdb) are imported only when their backend is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+from typing import Any
+
+from eventkit_core import ConfigurationError, RawEvent, SchemaAdapter
+
+from eventkit_loader.settings import LoaderSettings
+
+log = logging.getLogger("eventkit_loader")
+
+
+def _module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ConfigurationError(
+            f"{name} cannot be imported ({exc}): install eventkit-loader with its dependencies"
+        ) from exc
+
+
+def event_store(settings: LoaderSettings) -> Any:
+    """The event store the collector writes to (a directory or a GCS bucket)."""
+    if settings.event_store == "gcs":
+        gcs = _module("eventkit_storage.gcs")
+        return gcs.GCSEventStore(
+            settings.gcp_gcs_bucket, prefix=settings.gcs_prefix, project=settings.gcp_project_id
+        )
+    local = _module("eventkit_storage.local")
+    return local.LocalEventStore(settings.data_dir)
+
+
+def error_store(settings: LoaderSettings) -> Any:
+    """The dead-letter store beside the event store."""
+    if settings.event_store == "gcs":
+        gcs = _module("eventkit_storage.gcs")
+        return gcs.GCSErrorStore(
+            settings.gcp_gcs_bucket, prefix=settings.gcs_prefix, project=settings.gcp_project_id
+        )
+    local = _module("eventkit_storage.local")
+    return local.LocalErrorStore(settings.data_dir)
+
+
+def bigquery_client(settings: LoaderSettings) -> Any:
+    """A BigQuery client; with EVENTKIT_BIGQUERY_API_ENDPOINT (an emulator) it talks there."""
+    from google.cloud import bigquery
+
+    if not settings.bigquery_api_endpoint:
+        return bigquery.Client(project=settings.gcp_project_id, location=settings.bigquery_location)
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.auth.exceptions import DefaultCredentialsError
+
+    credentials: Any
+    try:
+        credentials, _ = google.auth.default()  # type: ignore[no-untyped-call]
+    except DefaultCredentialsError:
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    return bigquery.Client(
+        project=settings.gcp_project_id,
+        credentials=credentials,
+        location=settings.bigquery_location,
+        client_options={"api_endpoint": settings.bigquery_api_endpoint},
+    )
+
+
+def warehouse(settings: LoaderSettings) -> Any:
+    """The warehouse loader: the embedded DuckDB file, or BigQuery."""
+    if settings.warehouse_kind == "bigquery":
+        bq = _module("eventkit_storage.bigquery")
+        return bq.BigQueryWarehouseLoader(
+            settings.gcp_project_id,
+            settings.gcp_bigquery_dataset,
+            settings.warehouse_table,
+            client=bigquery_client(settings),
+            location=settings.bigquery_location,
+        )
+    duck = _module("eventkit_storage.duckdb")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return duck.DuckDBWarehouseLoader(
+        settings.duckdb_path,
+        table=settings.warehouse_table,
+        lock_timeout=settings.lock_timeout,
+    )
+
+
+class ReplayAdapter:
+    """Adapts a replayed raw event the way the collector did when it first arrived.
+
+    ``/collect/{stream}`` events (source ``collect``) go through the GenericAdapter, Segment calls
+    through the SegmentSchemaAdapter; the rules file (EVENTKIT_RULES_FILE), when set, is applied
+    on top of both, exactly as the collector applies it.
+    """
+
+    def __init__(self, settings: LoaderSettings) -> None:
+        validators = _module("eventkit_validators")
+        self._generic: SchemaAdapter = validators.GenericAdapter()
+        self._segment: SchemaAdapter = validators.SegmentSchemaAdapter()
+        if settings.rules_file is not None:
+            if not settings.rules_file.is_file():
+                raise ConfigurationError(
+                    f"rules file {str(settings.rules_file)!r} does not exist: fix "
+                    "EVENTKIT_RULES_FILE / --rules-file"
+                )
+            rules = validators.load_rules(settings.rules_file)
+            self._generic = validators.RulesAdapter(self._generic, rules)
+            self._segment = validators.RulesAdapter(self._segment, rules)
+
+    def adapter_for(self, raw: RawEvent) -> SchemaAdapter:
+        return self._generic if raw.source == "collect" else self._segment

@@ -1,0 +1,550 @@
+"""``eventkit-loader``: the command line. Options go after the subcommand (before it works too).
+
+Exit codes: 0 done; 1 some files failed or a backend failed; 2 a usage or settings error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from eventkit_core import ConfigurationError, EventkitError, LoadReport
+from rich.console import Console
+
+from eventkit_loader import __version__, backends
+from eventkit_loader.output import write_json, write_table
+from eventkit_loader.replay import replay_dead_letters
+from eventkit_loader.service import Backlog, LoaderService, PassResult, resolve
+from eventkit_loader.settings import LoaderSettings, load_settings
+from eventkit_loader.state import LoaderState
+from eventkit_loader.telemetry import MetricsServer, Telemetry, configure_logging
+
+log = logging.getLogger("eventkit_loader")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parse_since(text: str) -> datetime:
+    """``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 date-time (naive = UTC)."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: use YYYY-MM-DD or an ISO 8601 date-time"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _batch_files(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text}: use 1 to 10000 files per batch")
+    return value
+
+
+# Settings a command-line option can set: dest -> LoaderSettings field.
+_OPTION_FIELDS = {
+    "data_dir": "data_dir",
+    "event_store": "event_store",
+    "warehouse": "warehouse",
+    "project": "gcp_project_id",
+    "bucket": "gcp_gcs_bucket",
+    "prefix": "gcs_prefix",
+    "dataset": "gcp_bigquery_dataset",
+    "table": "warehouse_table",
+    "log_level": "log_level",
+    "interval": "loader_interval",
+    "batch_files": "loader_batch_files",
+    "metrics_port": "metrics_port",
+    "metrics_host": "metrics_host",
+    "rules_file": "rules_file",
+}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    # SUPPRESS: an option not given leaves no attribute, so the environment decides.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    g = common.add_argument_group("settings (override the environment)")
+    g.add_argument(
+        "--data-dir", type=Path, help="data directory shared with the collector [EVENTKIT_DATA_DIR]"
+    )
+    g.add_argument(
+        "--event-store", choices=["local", "gcs"], help="where files are [EVENTKIT_EVENT_STORE]"
+    )
+    g.add_argument(
+        "--warehouse", choices=["duckdb", "bigquery"], help="warehouse [EVENTKIT_WAREHOUSE]"
+    )
+    g.add_argument("--project", help="Google Cloud project [GCP_PROJECT_ID]")
+    g.add_argument("--bucket", help="GCS bucket [GCP_GCS_BUCKET]")
+    g.add_argument("--prefix", help="object prefix in the bucket [EVENTKIT_GCS_PREFIX]")
+    g.add_argument("--dataset", help="BigQuery dataset [GCP_BIGQUERY_DATASET]")
+    g.add_argument("--table", help="warehouse table [EVENTKIT_WAREHOUSE_TABLE]")
+    g.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [EVENTKIT_LOG_LEVEL]")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="eventkit-loader",
+        description="Load the Parquet files eventkit stored into the warehouse "
+        "(the embedded DuckDB file by default, or BigQuery).",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"eventkit-loader {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=description)
+
+    batch_help = "files per load (1-10000) [EVENTKIT_LOADER_BATCH_FILES]"
+
+    run = add(
+        "run",
+        "load new files continuously (the service)",
+        "Pass after pass: find new files, load them in batches, wait --interval seconds. "
+        "Serves /metrics and /health. SIGTERM finishes the current batch and stops.",
+    )
+    run.add_argument(
+        "--interval", type=_positive_float, help="seconds between passes [EVENTKIT_LOADER_INTERVAL]"
+    )
+    run.add_argument("--batch-files", type=_batch_files, help=batch_help)
+    run.add_argument("--metrics-port", type=int, help="metrics port [EVENTKIT_METRICS_PORT]")
+    run.add_argument("--metrics-host", help="metrics address [EVENTKIT_METRICS_HOST]")
+    run.add_argument(
+        "--no-metrics",
+        action="store_const",
+        const=True,
+        dest="no_metrics",
+        help="serve no metrics [EVENTKIT_METRICS_ENABLED=false]",
+    )
+
+    once = add(
+        "once",
+        "one pass, then exit (cron, Cloud Run jobs)",
+        "Load every stored file that is not loaded yet, then exit: 0 when all loaded, 1 if any "
+        "failed.",
+    )
+    once.add_argument("--batch-files", type=_batch_files, help=batch_help)
+    once.add_argument("--json", action="store_true", default=False, help="print the result as JSON")
+
+    backfill = add(
+        "backfill",
+        "load the files stored since a date, with a progress bar",
+        "Load every file stored since DATE that is not loaded yet, showing files and rows.",
+    )
+    backfill.add_argument(
+        "--since", type=parse_since, required=True, help="YYYY-MM-DD or ISO date-time (UTC)"
+    )
+    backfill.add_argument("--batch-files", type=_batch_files, help=batch_help)
+    backfill.add_argument(
+        "--no-progress", action="store_true", default=False, help="no progress bar"
+    )
+    backfill.add_argument(
+        "--json", action="store_true", default=False, help="print the result as JSON"
+    )
+
+    create = add(
+        "create-table",
+        "create the warehouse table and views (BigQuery: the dataset too)",
+        "Create the raw_events table and the events, tracks, identifies, pages, screens, groups, "
+        "aliases and users views. Safe to run again.",
+    )
+    create.add_argument(
+        "--print-sql",
+        action="store_true",
+        default=False,
+        help="print the BigQuery DDL (for `bq query`) instead of running anything",
+    )
+
+    status = add(
+        "status",
+        "files loaded, pending, failed, and the lag",
+        "Compare the stored files with the warehouse's ledger of loaded files.",
+    )
+    status.add_argument("--json", action="store_true", default=False, help="print JSON")
+
+    replay = add(
+        "replay-dead-letters",
+        "re-run dead letters through the current adapters and rules",
+        "Read the dead letters of a stream, adapt them again with the current rules file, store "
+        "those that now pass as events (once), and report those that still fail.",
+    )
+    replay.add_argument("--stream", required=True, help="stream whose dead letters to replay")
+    replay.add_argument(
+        "--since", type=parse_since, help="only dead letters received since (YYYY-MM-DD)"
+    )
+    replay.add_argument("--rules-file", type=Path, help="rules file [EVENTKIT_RULES_FILE]")
+    replay.add_argument(
+        "--load",
+        action="store_true",
+        default=False,
+        help="run a load pass right after (else the next pass loads them)",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", default=False, help="report only, store nothing"
+    )
+    replay.add_argument("--json", action="store_true", default=False, help="print JSON")
+
+    query = add(
+        "query",
+        "run SQL on the embedded DuckDB warehouse",
+        "Run one SQL statement read-only (waits up to 10 s for a running pass). Tables: raw_events; "
+        "views: events, tracks, identifies, pages, screens, groups, aliases, users.",
+    )
+    query.add_argument(
+        "sql", metavar="SQL", help='e.g. "select type, count(*) from events group by 1"'
+    )
+    query.add_argument(
+        "--json",
+        action="store_true",
+        default=False,
+        help="print one JSON array of row objects, nothing else",
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> LoaderSettings:
+    overrides: dict[str, Any] = {
+        field: getattr(args, dest) for dest, field in _OPTION_FIELDS.items() if hasattr(args, dest)
+    }
+    if getattr(args, "no_metrics", False):
+        overrides["metrics_enabled"] = False
+    settings = load_settings(**overrides)
+    settings.check()
+    return settings
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _service(settings: LoaderSettings, telemetry: Telemetry | None = None) -> LoaderService:
+    return LoaderService(
+        backends.event_store(settings),
+        backends.warehouse(settings),
+        batch_files=settings.loader_batch_files,
+        state=LoaderState(settings.state_path),
+        metrics=None if telemetry is None else telemetry.metrics,
+        warehouse_label=settings.warehouse_kind,
+    )
+
+
+def _stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGTERM / SIGINT set ``stop``; returns a function that restores the default handlers."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def requested(signum: int) -> None:
+        if stop.is_set():
+            log.warning("still finishing the current batch (SIGKILL is safe too: it is retried)")
+        else:
+            log.info("%s: finishing the current batch, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in signals:
+        loop.add_signal_handler(signum, requested, signum)
+
+    def restore() -> None:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+    return restore
+
+
+def _disabled(settings: LoaderSettings) -> bool:
+    if not settings.warehouse_enabled:
+        log.warning(
+            "warehouse loading is disabled (EVENTKIT_WAREHOUSE_ENABLED=false): nothing to do"
+        )
+        return True
+    return False
+
+
+async def cmd_run(settings: LoaderSettings) -> int:
+    if _disabled(settings):
+        return EXIT_OK
+    telemetry = Telemetry()
+    telemetry.install_global()
+    service = _service(settings, telemetry)
+    server: MetricsServer | None = None
+    if settings.metrics_enabled:
+        server = MetricsServer(
+            telemetry, service.health, settings.metrics_host, settings.metrics_port
+        ).start()
+    stop = asyncio.Event()
+    restore = _stop_on_signals(stop)
+    log.info(
+        "loader %s: %s -> %s every %gs",
+        __version__,
+        _source_name(settings),
+        _warehouse_name(settings),
+        settings.loader_interval,
+    )
+    try:
+        await service.run(settings.loader_interval, stop)
+    finally:
+        restore()
+        if server is not None:
+            server.stop()
+        telemetry.shutdown()
+    return EXIT_OK
+
+
+def _print_pass(result: PassResult, as_json: bool, console: Console) -> None:
+    if as_json:
+        print(json.dumps(result.as_dict()))
+        return
+    console.print(
+        f"loaded {result.loaded} files ({result.rows} rows), skipped {result.skipped}, "
+        f"failed {len(result.failed)}, {result.pending - result.loaded - result.skipped} "
+        "still pending" + (f" — error: {result.error}" if result.error else "")
+    )
+
+
+async def cmd_once(settings: LoaderSettings, as_json: bool) -> int:
+    if _disabled(settings):
+        return EXIT_OK
+    service = _service(settings)
+    stop = asyncio.Event()
+    restore = _stop_on_signals(stop)
+    try:
+        result = await service.run_pass(should_stop=stop.is_set)
+    finally:
+        restore()
+    _print_pass(result, as_json, Console())
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def cmd_backfill(
+    settings: LoaderSettings, since: datetime, progress: bool, as_json: bool
+) -> int:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    if _disabled(settings):
+        return EXIT_OK
+    service = _service(settings)
+    stop = asyncio.Event()
+    restore = _stop_on_signals(stop)
+    bar = Progress(
+        TextColumn("[bold]backfill[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+    )
+    task = bar.add_task("files", total=None, rows=0)
+    rows = 0
+
+    def on_backlog(backlog: Backlog) -> None:
+        bar.update(task, total=len(backlog.pending), completed=0)
+
+    def on_batch(report: LoadReport, files: int) -> None:
+        nonlocal rows
+        rows += report.rows
+        bar.update(task, advance=files, rows=rows)
+
+    try:
+        with bar:
+            result = await service.run_pass(
+                since=since, should_stop=stop.is_set, on_backlog=on_backlog, on_batch=on_batch
+            )
+    finally:
+        restore()
+    _print_pass(result, as_json, Console())
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def cmd_create_table(settings: LoaderSettings, print_sql: bool) -> int:
+    if print_sql:
+        warehouse_sql = backends._module("eventkit_storage.warehouse")
+        print(
+            warehouse_sql.bigquery_ddl(
+                settings.gcp_project_id or "YOUR_PROJECT",
+                settings.gcp_bigquery_dataset,
+                settings.warehouse_table,
+            )
+        )
+        return EXIT_OK
+    warehouse = backends.warehouse(settings)
+    await resolve(warehouse.ensure_schema())
+    print(f"ready: {_warehouse_name(settings)} (table {settings.warehouse_table} and its views)")
+    return EXIT_OK
+
+
+async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
+    service = _service(settings)
+    if settings.warehouse_kind == "duckdb" and not settings.duckdb_path.exists():
+        files = await service.list_files()
+        from eventkit_loader.service import compute_backlog
+
+        backlog = compute_backlog(files, set(), {})
+    else:
+        backlog = await service.backlog()
+    info = {
+        "source": _source_name(settings),
+        "warehouse": _warehouse_name(settings),
+        **backlog.as_dict(),
+    }
+    if as_json:
+        print(json.dumps(info))
+        return EXIT_OK
+    console = Console()
+    for key in ("source", "warehouse", "listed", "loaded", "pending", "failed", "oldest_unloaded"):
+        console.print(f"{key:>16}: {info[key] if info[key] is not None else '-'}", highlight=False)
+    console.print(f"{'lag':>16}: {info['lag_seconds']:.1f} s", highlight=False)
+    for uri, attempts in info["failed_files"].items():
+        console.print(f"  failed x{attempts}: {uri}", highlight=False)
+    return EXIT_OK
+
+
+async def cmd_replay(
+    settings: LoaderSettings,
+    stream: str,
+    since: datetime | None,
+    load: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    from eventkit_core import validate_stream
+
+    validate_stream(stream)
+    adapters = backends.ReplayAdapter(settings)
+    report = await replay_dead_letters(
+        stream,
+        errors=backends.error_store(settings),
+        events=backends.event_store(settings),
+        adapter_for=adapters.adapter_for,
+        state=LoaderState(settings.state_path),
+        since=since,
+        dry_run=dry_run,
+    )
+    result: PassResult | None = None
+    if load and not dry_run and settings.warehouse_enabled:
+        result = await _service(settings).run_pass()
+    if as_json:
+        out = report.as_dict()
+        if result is not None:
+            out["load"] = result.as_dict()
+        print(json.dumps(out))
+    else:
+        console = Console()
+        verb = "would replay" if dry_run else "replayed"
+        console.print(
+            f"{stream}: {report.read} dead letters read, {verb} {report.replayed}, "
+            f"{report.already_replayed} replayed before, "
+            f"{sum(report.still_failing.values())} still failing",
+            highlight=False,
+        )
+        for code, count in report.still_failing.most_common():
+            console.print(f"  still failing: {code} x{count}", highlight=False)
+        if result is not None:
+            _print_pass(result, False, console)
+        elif report.replayed and not dry_run:
+            console.print("the next load pass loads them (or run with --load)", highlight=False)
+    if result is not None and not result.ok:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def cmd_query(settings: LoaderSettings, sql: str, as_json: bool) -> int:
+    if settings.warehouse_kind == "duckdb" and not settings.duckdb_path.exists():
+        raise ConfigurationError(
+            f"no warehouse at {settings.duckdb_path} yet: run `eventkit-loader once "
+            f"--data-dir {settings.data_dir}` first (or check --data-dir)"
+        )
+    warehouse = backends.warehouse(settings)
+    columns, rows = await resolve(warehouse.query(sql))
+    if as_json:
+        write_json(columns, rows, sys.stdout)
+    else:
+        write_table(columns, rows, Console())
+    return EXIT_OK
+
+
+def _source_name(settings: LoaderSettings) -> str:
+    if settings.event_store == "gcs":
+        prefix = f"/{settings.gcs_prefix}" if settings.gcs_prefix else ""
+        return f"gs://{settings.gcp_gcs_bucket}{prefix}"
+    return str(settings.data_dir)
+
+
+def _warehouse_name(settings: LoaderSettings) -> str:
+    if settings.warehouse_kind == "bigquery":
+        return f"bigquery:{settings.gcp_project_id}.{settings.gcp_bigquery_dataset}.{settings.warehouse_table}"
+    return f"duckdb:{settings.duckdb_path}"
+
+
+async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
+    command: str = args.command
+    if command == "run":
+        return await cmd_run(settings)
+    if command == "once":
+        return await cmd_once(settings, args.json)
+    if command == "backfill":
+        return await cmd_backfill(settings, args.since, not args.no_progress, args.json)
+    if command == "create-table":
+        return await cmd_create_table(settings, args.print_sql)
+    if command == "status":
+        return await cmd_status(settings, args.json)
+    if command == "replay-dead-letters":
+        return await cmd_replay(
+            settings, args.stream, getattr(args, "since", None), args.load, args.dry_run, args.json
+        )
+    if command == "query":
+        return await cmd_query(settings, args.sql, args.json)
+    raise AssertionError(f"unknown command {command}")  # argparse prevents it
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ConfigurationError as exc:
+        print(f"eventkit-loader: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except ConfigurationError as exc:
+        print(f"eventkit-loader: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EventkitError as exc:
+        print(f"eventkit-loader: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
