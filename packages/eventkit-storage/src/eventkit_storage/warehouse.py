@@ -1,0 +1,342 @@
+"""Backend-independent pieces of the warehouse: view definitions, DDL, load job ids, metrics.
+
+Both warehouses (BigQuery, :mod:`eventkit_storage.bigquery`; DuckDB, :mod:`eventkit_storage.duckdb`)
+hold the same objects under the same names:
+
+- ``raw_events`` (the table name is configurable): the columns of
+  :data:`eventkit_storage.schema.EVENT_SCHEMA`, one row per row of every loaded file, duplicates
+  included (at-least-once delivery can store one event in two files);
+- ``_eventkit_loaded_files``: the ledger of loaded files (each file is loaded once);
+- the views :data:`VIEW_NAMES`: ``events`` is ``raw_events`` deduplicated on ``message_id``
+  (the row with the earliest ``received_at`` wins), ``tracks`` ... ``aliases`` are ``events``
+  filtered by type, and ``users`` is the latest identify per ``user_id`` (by ``timestamp``).
+
+Views live beside the table (same dataset / schema) and refer to it by its full reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Final, Literal
+
+from eventkit_core.errors import ConfigurationError
+from opentelemetry import metrics
+from opentelemetry.metrics import Counter, MeterProvider
+
+from eventkit_storage.schema import BIGQUERY_TYPES, EVENT_COLUMNS, EVENT_SCHEMA
+
+__all__ = [
+    "DEFAULT_TABLE",
+    "LEDGER_TABLE",
+    "TYPE_VIEWS",
+    "USERS_COLUMNS",
+    "VIEW_NAMES",
+    "Dialect",
+    "batch_load_job_id",
+    "bigquery_ddl",
+    "bigquery_ddl_template",
+    "duckdb_ddl",
+    "duckdb_ddl_template",
+    "load_job_id",
+    "split_generation",
+    "view_sql",
+    "views_sql",
+]
+
+Dialect = Literal["bigquery", "duckdb"]
+
+DEFAULT_TABLE: Final = "raw_events"
+LEDGER_TABLE: Final = "_eventkit_loaded_files"
+VIEW_NAMES: Final = (
+    "events",
+    "tracks",
+    "identifies",
+    "pages",
+    "screens",
+    "groups",
+    "aliases",
+    "users",
+)
+#: The per-type views over ``events`` and the event ``type`` each keeps.
+TYPE_VIEWS: Final = {
+    "tracks": "track",
+    "identifies": "identify",
+    "pages": "page",
+    "screens": "screen",
+    "groups": "group",
+    "aliases": "alias",
+}
+#: Columns of the ``users`` view: the latest identify per user_id.
+USERS_COLUMNS: Final = (
+    "user_id",
+    "anonymous_id",
+    "traits",
+    "timestamp",
+    "received_at",
+    "message_id",
+)
+
+JOB_ID_PREFIX: Final = "eventkit_load_"
+
+_TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,1023}")
+_DATASET_RE = re.compile(r"[A-Za-z0-9_]{1,1024}")
+_PROJECT_RE = re.compile(r"[a-z][a-z0-9.:-]{0,62}[a-z0-9]")
+
+
+def check_table_name(table: str) -> str:
+    """``table`` if it is a plain table name (letters, digits, ``_``), else ConfigurationError."""
+    if not _TABLE_RE.fullmatch(table) or table in VIEW_NAMES or table == LEDGER_TABLE:
+        raise ConfigurationError(
+            f"warehouse table name {table!r} is invalid: use 1-1024 of A-Z, a-z, 0-9 and _, "
+            f"starting with a letter or _, and not one of {(*VIEW_NAMES, LEDGER_TABLE)}"
+        )
+    return table
+
+
+def check_dataset_name(dataset: str) -> str:
+    if not _DATASET_RE.fullmatch(dataset):
+        raise ConfigurationError(
+            f"BigQuery dataset {dataset!r} is invalid: use 1-1024 of A-Z, a-z, 0-9 and _"
+        )
+    return dataset
+
+
+def check_project_id(project: str) -> str:
+    if not _PROJECT_RE.fullmatch(project):
+        raise ConfigurationError(
+            f"GCP project id {project!r} is invalid: use lower-case letters, digits and -, "
+            "starting with a letter (e.g. my-project-123)"
+        )
+    return project
+
+
+# --------------------------------------------------------------------------------------- views
+
+
+def _quote(dialect: Dialect, table_ref: str) -> str:
+    if dialect == "bigquery":
+        return f"`{table_ref}`"
+    return ".".join(f'"{part}"' for part in table_ref.split("."))
+
+
+def _column(dialect: Dialect, name: str) -> str:
+    return f'"{name}"' if dialect == "duckdb" else name
+
+
+def _sibling(table_ref: str, name: str) -> str:
+    head, _, _ = table_ref.rpartition(".")
+    return f"{head}.{name}" if head else name
+
+
+def view_sql(dialect: Dialect, table_ref: str, view: str) -> str:
+    """The SELECT defining ``view`` (one of :data:`VIEW_NAMES`) in ``dialect``.
+
+    ``table_ref`` is the unquoted reference of the raw table: ``project.dataset.raw_events`` in
+    BigQuery, ``raw_events`` (or ``schema.raw_events``) in DuckDB. The other views are its siblings
+    (``project.dataset.events``). Every view has the same columns in both dialects.
+    """
+    if dialect not in ("bigquery", "duckdb"):
+        raise ConfigurationError(f"unknown SQL dialect {dialect!r}: use 'bigquery' or 'duckdb'")
+
+    def cols(names: Iterable[str]) -> str:
+        return ", ".join(_column(dialect, name) for name in names)
+
+    events = _quote(dialect, _sibling(table_ref, "events"))
+    if view == "events":
+        # One row per message_id: the earliest received_at; ties broken by the other columns so
+        # that the choice is deterministic. WHERE TRUE: older BigQuery wants one beside QUALIFY.
+        return (
+            f"SELECT {cols(EVENT_COLUMNS)}\n"
+            f"FROM {_quote(dialect, table_ref)}\n"
+            "WHERE TRUE\n"
+            f"QUALIFY ROW_NUMBER() OVER (\n"
+            f"  PARTITION BY message_id\n"
+            f"  ORDER BY received_at, {_column(dialect, 'timestamp')}, payload\n"
+            ") = 1"
+        )
+    if view in TYPE_VIEWS:
+        return f"SELECT {cols(EVENT_COLUMNS)}\nFROM {events}\nWHERE type = '{TYPE_VIEWS[view]}'"
+    if view == "users":
+        return (
+            f"SELECT {cols(USERS_COLUMNS)}\n"
+            f"FROM {events}\n"
+            "WHERE type = 'identify' AND user_id IS NOT NULL\n"
+            "QUALIFY ROW_NUMBER() OVER (\n"
+            "  PARTITION BY user_id\n"
+            f"  ORDER BY {_column(dialect, 'timestamp')} DESC, received_at DESC, message_id DESC\n"
+            ") = 1"
+        )
+    raise ConfigurationError(f"unknown view {view!r}: use one of {VIEW_NAMES}")
+
+
+def views_sql(dialect: Dialect, table_ref: str) -> dict[str, str]:
+    """All views: ``{name: SELECT}`` in creation order (``events`` first)."""
+    return {view: view_sql(dialect, table_ref, view) for view in VIEW_NAMES}
+
+
+# ----------------------------------------------------------------------------------------- DDL
+
+
+def _duckdb_type(name: str) -> str:
+    return "TIMESTAMPTZ" if BIGQUERY_TYPES[name] == "TIMESTAMP" else "VARCHAR"
+
+
+def _columns_ddl(type_of: dict[str, str], quote: bool) -> str:
+    lines = []
+    for field in EVENT_SCHEMA:
+        name = f'"{field.name}"' if quote else field.name
+        null = "" if field.nullable else " NOT NULL"
+        lines.append(f"  {name} {type_of[field.name]}{null}")
+    return ",\n".join(lines)
+
+
+def _render_bigquery_ddl(project: str, dataset: str, table: str) -> str:
+    base = f"{project}.{dataset}"
+    table_ref = f"{base}.{table}"
+    types = dict(BIGQUERY_TYPES)
+    parts = [
+        "-- eventkit warehouse for BigQuery: the raw table, the ledger of loaded files, the views.",
+        "-- Generated by eventkit_storage.warehouse.bigquery_ddl(); safe to run again.",
+        f"CREATE SCHEMA IF NOT EXISTS `{base}`;",
+        "",
+        f"CREATE TABLE IF NOT EXISTS `{table_ref}` (\n{_columns_ddl(types, quote=False)}\n)\n"
+        "PARTITION BY DATE(timestamp)\n"
+        "CLUSTER BY stream, type\n"
+        "OPTIONS (description = 'eventkit events: one row per stored row; see the events view');",
+        "",
+        f"CREATE TABLE IF NOT EXISTS `{base}.{LEDGER_TABLE}` (\n{BIGQUERY_LEDGER_COLUMNS}\n)\n"
+        "OPTIONS (description = 'eventkit: files loaded into the raw table (append-only)');",
+    ]
+    for view, select in views_sql("bigquery", table_ref).items():
+        parts += ["", f"CREATE OR REPLACE VIEW `{base}.{view}` AS\n{select};"]
+    return "\n".join(parts) + "\n"
+
+
+#: Columns of the BigQuery ledger (append-only). A file (uri, generation) is loaded once it has a
+#: ``loaded`` row; otherwise its latest row holds its state: ``pending`` (the load job of the batch
+#: ``job_id`` names was, or was about to be, submitted) or ``failed``. ``job_rows``: rows the whole
+#: load job added (a job may load several files).
+BIGQUERY_LEDGER_FIELDS: Final = (
+    ("uri", "STRING", "REQUIRED"),
+    ("generation", "STRING", "REQUIRED"),
+    ("job_id", "STRING", "REQUIRED"),
+    ("state", "STRING", "REQUIRED"),
+    ("job_rows", "INT64", "NULLABLE"),
+    ("recorded_at", "TIMESTAMP", "REQUIRED"),
+)
+BIGQUERY_LEDGER_COLUMNS: Final = ",\n".join(
+    f"  {name} {type_}{' NOT NULL' if mode == 'REQUIRED' else ''}"
+    for name, type_, mode in BIGQUERY_LEDGER_FIELDS
+)
+
+
+def bigquery_ddl(project: str, dataset: str, table: str = DEFAULT_TABLE) -> str:
+    """The whole BigQuery schema as one script (``bq query --use_legacy_sql=false < file``).
+
+    The same text, with ``{PROJECT_ID}``, ``{DATASET}`` and ``{TABLE}`` placeholders, ships as
+    ``eventkit_storage/sql/bigquery.sql`` (see :func:`bigquery_ddl_template`).
+    """
+    return _render_bigquery_ddl(
+        check_project_id(project), check_dataset_name(dataset), check_table_name(table)
+    )
+
+
+def bigquery_ddl_template() -> str:
+    """The shipped ``sql/bigquery.sql``: :func:`bigquery_ddl` with placeholders."""
+    return resources.files("eventkit_storage").joinpath("sql/bigquery.sql").read_text("utf-8")
+
+
+def duckdb_ddl_template() -> str:
+    """The shipped ``sql/duckdb.sql``: :func:`duckdb_ddl` with a ``{TABLE}`` placeholder."""
+    return resources.files("eventkit_storage").joinpath("sql/duckdb.sql").read_text("utf-8")
+
+
+def duckdb_ddl(table: str = DEFAULT_TABLE) -> str:
+    """The DuckDB schema (tables if missing, views replaced); also shipped as ``sql/duckdb.sql``
+    (with a ``{TABLE}`` placeholder)."""
+    return _render_duckdb_ddl(check_table_name(table))
+
+
+def _render_duckdb_ddl(table: str) -> str:
+    types = {name: _duckdb_type(name) for name in EVENT_COLUMNS}
+    parts = [
+        f'CREATE TABLE IF NOT EXISTS "{table}" (\n{_columns_ddl(types, quote=True)}\n);',
+        f'CREATE TABLE IF NOT EXISTS "{LEDGER_TABLE}" (\n'
+        "  uri VARCHAR PRIMARY KEY,\n"
+        "  row_count BIGINT NOT NULL,\n"
+        "  loaded_at TIMESTAMPTZ NOT NULL\n"
+        ");",
+    ]
+    for view, select in views_sql("duckdb", table).items():
+        parts.append(f'CREATE OR REPLACE VIEW "{view}" AS\n{select};')
+    return "\n\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------------------------- job ids
+
+
+def split_generation(uri: str) -> tuple[str, str]:
+    """``gs://b/o#123`` -> ``("gs://b/o", "123")``; without a ``#generation``: ``(uri, "")``.
+
+    ``gs://bucket/object#generation`` is how GCS names one generation of an object.
+    """
+    head, sep, tail = uri.rpartition("#")
+    if sep and tail.isdigit():
+        return head, tail
+    return uri, ""
+
+
+def batch_load_job_id(files: Sequence[tuple[str, int | str]], attempt: int = 0) -> str:
+    """The deterministic id of the load job for ``files`` (``(uri, generation)`` pairs).
+
+    The order of ``files`` does not matter. Attempt ``n + 1`` is used after attempt ``n`` failed.
+    """
+    if not files:
+        raise ValueError("a load job needs at least one file")
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    lines = sorted(f"{uri}\n{generation}" for uri, generation in files)
+    digest = hashlib.sha256(("\n\n".join(lines) + f"\n\nattempt={attempt}").encode()).hexdigest()
+    return JOB_ID_PREFIX + digest
+
+
+def load_job_id(uri: str, generation: int | str = "", attempt: int = 0) -> str:
+    """The deterministic load job id of one file: ``eventkit_load_`` + a SHA-256 hex digest.
+
+    Equal to ``batch_load_job_id([(uri, generation)], attempt)``.
+    """
+    return batch_load_job_id([(uri, generation)], attempt)
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+class LoaderMetrics:
+    """The seed's loader counters (OTel API: the app decides where they go)."""
+
+    def __init__(self, backend: str, meter_provider: MeterProvider | None = None) -> None:
+        from eventkit_storage import __version__
+
+        meter = metrics.get_meter("eventkit_storage.warehouse", __version__, meter_provider)
+        # Counters are exposed with a `_total` suffix by the Prometheus exporter; unit "" keeps
+        # the exposed names exactly the seed's.
+        self.files_processed: Counter = meter.create_counter(
+            "eventkit_warehouse_loader_files_processed",
+            unit="",
+            description="Files loaded to warehouse",
+        )
+        self.errors: Counter = meter.create_counter(
+            "eventkit_warehouse_loader_errors", unit="", description="Loader errors"
+        )
+        self._attributes = {"warehouse": backend}
+
+    def loaded(self, files: int) -> None:
+        if files:
+            self.files_processed.add(files, self._attributes)
+
+    def error(self, count: int = 1) -> None:
+        if count:
+            self.errors.add(count, self._attributes)
