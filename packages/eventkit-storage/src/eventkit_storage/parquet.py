@@ -1,0 +1,226 @@
+"""Typed events and dead letters to Arrow tables and Parquet bytes, and back.
+
+Tables are built column by column for a whole batch, never row by row. The JSON columns are
+made from the undecoded :class:`msgspec.Raw` bytes the events carry: the bytes are joined once
+and become the data buffer of an Arrow string array (no JSON round trip, no per-event str).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from operator import attrgetter
+from typing import Any, Final
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from eventkit_core import DeadLetter, TypedEvent
+
+from eventkit_storage.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, JSON_COLUMNS
+
+#: Parquet compression codec and level. On analytics.js-like events (benchmarks/bench_parquet.py)
+#: level 3 made files ~5 % smaller than level 1 for ~30 % more write time: level 1 it is.
+COMPRESSION: Final = "zstd"
+COMPRESSION_LEVEL: Final = 1
+#: Rows are grouped so that one row group holds about this many uncompressed bytes.
+ROW_GROUP_BYTES: Final = 128 * 1024 * 1024
+#: Row order of ``sort=True``: similar events side by side compress better.
+SORT_KEYS: Final = (
+    ("type", "ascending"),
+    ("event", "ascending"),
+    ("user_id", "ascending"),
+    ("anonymous_id", "ascending"),
+)
+#: Target size of a data page before compression; zstd finds more to share in bigger pages.
+DATA_PAGE_BYTES: Final = 8 * 1024 * 1024
+#: Columns with few distinct values, stored with a dictionary.
+_DICTIONARY_COLUMNS: Final = frozenset(
+    {
+        "type",
+        "stream",
+        "event",
+        "name",
+        "user_id",
+        "anonymous_id",
+        "group_id",
+        "previous_id",
+        "integrations",
+        "reason_code",
+        "reason",
+        "source",
+        "ip",
+        "user_agent",
+    }
+)
+
+_TS = EVENT_SCHEMA.field("received_at").type
+_STRING_COLUMNS: Final = (
+    "message_id",
+    "type",
+    "stream",
+    "user_id",
+    "anonymous_id",
+    "event",
+    "name",
+    "group_id",
+    "previous_id",
+)
+_TIME_COLUMNS: Final = ("timestamp", "original_timestamp", "sent_at", "received_at")
+_RAW_COLUMNS: Final = ("properties", "traits", "context", "integrations", "payload")
+_JSON: Final = msgspec.json.Encoder()
+_NULL_STRING: Final = pa.scalar(None, pa.string())
+_ZERO_OFFSET: Final = pa.array([0], pa.int32())
+# Largest data buffer of one pa.string() array (32-bit offsets).
+_MAX_CHUNK_BYTES: Final = 2**31 - 1
+
+
+def events_to_table(events: Sequence[TypedEvent]) -> pa.Table:
+    """An Arrow table with :data:`EVENT_SCHEMA`, one row per event, in the given order."""
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for name in _STRING_COLUMNS:
+        columns[name] = pa.array(list(map(attrgetter(name), events)), pa.string())
+    columns.update(_time_columns(events))
+    for name in _RAW_COLUMNS:
+        columns[name] = raw_to_string_array(list(map(attrgetter(name), events)))
+    return pa.Table.from_pydict(
+        {name: columns[name] for name in EVENT_SCHEMA.names}, schema=EVENT_SCHEMA
+    )
+
+
+def _time_columns(events: Sequence[TypedEvent]) -> dict[str, pa.Array]:
+    # All four time columns in one pass: msgspec writes the datetimes as ISO 8601 text in C
+    # (much faster than pyarrow converting datetime objects one by one), Arrow splits and
+    # parses that text in bulk. Naive datetimes have no zone to parse: those batches take the
+    # plain path, where pyarrow reads naive values as UTC.
+    count = len(events)
+    values: list[datetime | None] = []
+    for name in _TIME_COLUMNS:
+        values.extend(map(attrgetter(name), events))
+    try:
+        parsed = _parse_iso_list(values) if count else None
+    except (pa.ArrowInvalid, ValueError):
+        parsed = None
+    if parsed is None:
+        return {
+            name: pa.array(values[i * count : (i + 1) * count], _TS)
+            for i, name in enumerate(_TIME_COLUMNS)
+        }
+    return {name: parsed.slice(i * count, count) for i, name in enumerate(_TIME_COLUMNS)}
+
+
+def _parse_iso_list(values: list[datetime | None]) -> pa.Array:
+    text = _JSON.encode(values)  # b'["2024-05-01T12:00:00.5Z",null,...]'
+    items = pc.split_pattern(pa.array([text[1:-1].decode()], pa.string()), ",").flatten()
+    if len(items) != len(values):
+        raise ValueError("unexpected datetime text")
+    unquoted = pc.utf8_slice_codeunits(items, 1, -1)
+    return pc.if_else(pc.equal(items, "null"), _NULL_STRING, unquoted).cast(_TS)
+
+
+def raw_to_string_array(values: Sequence[msgspec.Raw | bytes | None]) -> pa.Array | pa.ChunkedArray:
+    """A ``pa.string()`` array whose values are the given JSON bytes (``None`` -> null).
+
+    The bytes are joined into one buffer and checked to be UTF-8 (Arrow's vectorised check),
+    not parsed.
+    """
+    try:
+        # no nulls: the common case (len(None) raises TypeError)
+        sizes = pa.array(list(map(len, values)), pa.int64())  # type: ignore[arg-type]
+    except TypeError:
+        sizes = pa.array([None if v is None else len(v) for v in values], pa.int64())
+    total = pc.sum(sizes).as_py() or 0
+    if total > _MAX_CHUNK_BYTES and len(values) > 1:
+        half = len(values) // 2
+        chunks: list[pa.Array] = []
+        for part in (values[:half], values[half:]):
+            made = raw_to_string_array(part)
+            chunks.extend(made.chunks if isinstance(made, pa.ChunkedArray) else [made])
+        return pa.chunked_array(chunks, pa.string())
+    ends = pc.cumulative_sum(sizes.fill_null(0)).cast(pa.int32())
+    offsets = pa.concat_arrays([_ZERO_OFFSET, ends]).buffers()[1]
+    parts = values if sizes.null_count == 0 else [v for v in values if v is not None]
+    data = pa.py_buffer(b"".join(parts))  # type: ignore[arg-type]
+    validity = sizes.buffers()[0] if sizes.null_count else None
+    result = pa.Array.from_buffers(
+        pa.string(), len(values), [validity, offsets, data], null_count=sizes.null_count
+    )
+    result.validate(full=True)
+    return result
+
+
+def dead_letters_to_table(items: Sequence[DeadLetter]) -> pa.Table:
+    """An Arrow table with :data:`DEAD_LETTER_SCHEMA`, one row per dead letter."""
+    columns: dict[str, Any] = {}
+    for field in DEAD_LETTER_SCHEMA:
+        columns[field.name] = pa.array([getattr(d, field.name) for d in items], field.type)
+    return pa.Table.from_pydict(columns, schema=DEAD_LETTER_SCHEMA)
+
+
+def sort_for_storage(table: pa.Table) -> pa.Table:
+    """``table`` with rows ordered by :data:`SORT_KEYS` (when it has those columns)."""
+    if table.num_rows < 2 or not {k for k, _ in SORT_KEYS} <= set(table.column_names):
+        return table
+    return table.take(pc.sort_indices(table, sort_keys=SORT_KEYS))
+
+
+def table_to_parquet_bytes(
+    table: pa.Table, *, compression_level: int = COMPRESSION_LEVEL, sort: bool = False
+) -> bytes:
+    """Parquet bytes of ``table``, zstd-compressed.
+
+    Low-cardinality text columns are dictionary-encoded, time columns delta-encoded, the other
+    text columns (ids, JSON) stored as delta-length byte arrays (zstd compresses the text
+    better without lengths between the values). No min/max statistics for the JSON columns
+    (nobody filters on them; computing them costs time). Row groups hold about
+    :data:`ROW_GROUP_BYTES` uncompressed. With ``sort``, event rows are first ordered by
+    (type, event, user_id, anonymous_id): a few per cent smaller, a few tens of per cent slower
+    (``benchmarks/bench_parquet.py``).
+    """
+    if sort:
+        table = sort_for_storage(table)
+    row_bytes = max(table.nbytes // max(table.num_rows, 1), 1)
+    encodings: dict[str, str] = {}
+    dictionary: list[str] = []
+    statistics: list[str] = []
+    for field in table.schema:
+        if field.name not in JSON_COLUMNS:
+            statistics.append(field.name)
+        if field.name in _DICTIONARY_COLUMNS:
+            dictionary.append(field.name)
+        elif pa.types.is_timestamp(field.type):
+            encodings[field.name] = "DELTA_BINARY_PACKED"
+        elif pa.types.is_string(field.type):
+            encodings[field.name] = "DELTA_LENGTH_BYTE_ARRAY"
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression=COMPRESSION,
+        compression_level=compression_level,
+        row_group_size=max(1, ROW_GROUP_BYTES // row_bytes),
+        data_page_size=DATA_PAGE_BYTES,
+        use_dictionary=dictionary,
+        column_encoding=encodings,
+        write_statistics=statistics,
+    )
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def read_table(data: bytes, schema: pa.Schema | None = None) -> pa.Table:
+    """The table stored in Parquet ``data``."""
+    return pq.read_table(pa.BufferReader(data), schema=schema)
+
+
+def read_events(data: bytes) -> pa.Table:
+    """The events table stored in Parquet ``data`` (:data:`EVENT_SCHEMA`)."""
+    return read_table(data, EVENT_SCHEMA)
+
+
+def read_dead_letters(data: bytes) -> list[DeadLetter]:
+    """The dead letters stored in Parquet ``data``, as they were written."""
+    table = read_table(data, DEAD_LETTER_SCHEMA)
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    names = list(columns)
+    return [DeadLetter(**{name: columns[name][i] for name in names}) for i in range(table.num_rows)]
