@@ -114,8 +114,6 @@ async def test_failed_files_are_reported_counted_and_retried() -> None:
         assert not result.ok
         assert result.failed == [files[1].uri]
         assert result.loaded == 3
-        text = telemetry.exposition().decode()
-        assert 'eventkit_warehouse_loader_errors_total{otel_scope_name="eventkit_loader"' in text
         assert (
             telemetry.metrics.oldest_unloaded_age(now=(T0 + timedelta(seconds=11)).timestamp())
             == 10.0
@@ -132,8 +130,13 @@ async def test_failed_files_are_reported_counted_and_retried() -> None:
 async def test_a_failing_backend_is_reported_not_raised() -> None:
     wh = MemoryWarehouse()
     wh.raise_on_load = OSError("warehouse unreachable")
-    service = LoaderService(Lister(_files(2)), wh)
+    telemetry = Telemetry()
+    service = LoaderService(Lister(_files(2)), wh, metrics=telemetry.metrics)
     result = await service.run_pass()
+    text = telemetry.exposition().decode()
+    telemetry.shutdown()
+    assert 'stage="pass"' in text
+    assert "eventkit_warehouse_loader_errors_total{" in text
     assert result.error == "OSError: warehouse unreachable"
     assert not result.ok
     ok, detail = service.health()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from eventkit_loader.telemetry import MetricsServer, Telemetry
+from eventkit_storage.warehouse import LoaderMetrics as StorageLoaderMetrics
 
 
 @pytest.fixture
@@ -38,8 +39,10 @@ def _values(text: str, name: str) -> list[float]:
 
 def test_exposed_names(telemetry: Telemetry) -> None:
     m = telemetry.metrics
-    m.files_processed.add(3, {"warehouse": "duckdb"})
-    m.errors.add(1, {"warehouse": "duckdb", "stage": "file"})
+    # The storage library's warehouse loaders count files through the provider they are given.
+    storage = StorageLoaderMetrics("duckdb", telemetry.provider)
+    storage.loaded(3)
+    m.errors.add(1, {"warehouse": "duckdb", "stage": "pass"})
     m.rows_loaded.add(30, {"warehouse": "duckdb"})
     m.set_backlog(2, time.time() - 100)
     text = telemetry.exposition().decode()
@@ -66,7 +69,7 @@ def test_server_serves_metrics_and_health(telemetry: Telemetry) -> None:
     ).start()
     try:
         base = f"http://127.0.0.1:{server.port}"
-        telemetry.metrics.files_processed.add(1, {"warehouse": "duckdb"})
+        StorageLoaderMetrics("duckdb", telemetry.provider).loaded(1)
         status, body = _get(base + "/metrics")
         assert status == 200
         assert "eventkit_warehouse_loader_files_processed_total" in body

@@ -10,7 +10,8 @@ import logging
 from types import ModuleType
 from typing import Any
 
-from eventkit_core import ConfigurationError, RawEvent, SchemaAdapter
+from eventkit_core import AdaptError, AdaptResult, ConfigurationError, RawEvent, SchemaAdapter
+from opentelemetry.metrics import MeterProvider
 
 from eventkit_loader.settings import LoaderSettings
 
@@ -71,24 +72,37 @@ def bigquery_client(settings: LoaderSettings) -> Any:
     )
 
 
-def warehouse(settings: LoaderSettings) -> Any:
-    """The warehouse loader: the embedded DuckDB file, or BigQuery."""
+def warehouse(settings: LoaderSettings, meter_provider: MeterProvider | None = None) -> Any:
+    """The warehouse loader: the embedded DuckDB file, or BigQuery.
+
+    ``meter_provider``: where the loader's own counters go (files processed, errors); the global
+    provider when None.
+    """
     if settings.warehouse_kind == "bigquery":
-        bq = _module("eventkit_storage.bigquery")
-        return bq.BigQueryWarehouseLoader(
+        from eventkit_storage.bigquery import BigQueryWarehouseLoader
+
+        assert settings.gcp_project_id is not None  # settings.check()
+        return BigQueryWarehouseLoader(
             settings.gcp_project_id,
             settings.gcp_bigquery_dataset,
             settings.warehouse_table,
             client=bigquery_client(settings),
             location=settings.bigquery_location,
+            max_files_per_job=settings.loader_batch_files,
+            meter_provider=meter_provider,
         )
-    duck = _module("eventkit_storage.duckdb")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return duck.DuckDBWarehouseLoader(
+    from eventkit_storage.duckdb import DuckDBWarehouseLoader
+
+    return DuckDBWarehouseLoader(
         settings.duckdb_path,
         table=settings.warehouse_table,
         lock_timeout=settings.lock_timeout,
+        meter_provider=meter_provider,
     )
+
+
+#: RawEvent.source the collector gives a whole body that was JSON but not of its endpoint's shape.
+INVALID_BATCH = "invalid_batch"
 
 
 class ReplayAdapter:
@@ -96,22 +110,49 @@ class ReplayAdapter:
 
     ``/collect/{stream}`` events (source ``collect``) go through the GenericAdapter, Segment calls
     through the SegmentSchemaAdapter; the rules file (EVENTKIT_RULES_FILE), when set, is applied
-    on top of both, exactly as the collector applies it.
+    on top of both, exactly as the collector applies it. A body that was not of its endpoint's
+    shape (source ``invalid_batch``) cannot pass: it keeps failing with that code.
     """
 
     def __init__(self, settings: LoaderSettings) -> None:
-        validators = _module("eventkit_validators")
-        self._generic: SchemaAdapter = validators.GenericAdapter()
-        self._segment: SchemaAdapter = validators.SegmentSchemaAdapter()
+        from eventkit_validators import (
+            GenericAdapter,
+            RulesAdapter,
+            SegmentSchemaAdapter,
+            load_rules,
+        )
+
+        limit = settings.max_event_bytes
+        self._generic: SchemaAdapter = GenericAdapter(max_event_bytes=limit)
+        self._segment: SchemaAdapter = SegmentSchemaAdapter(max_event_bytes=limit)
         if settings.rules_file is not None:
             if not settings.rules_file.is_file():
                 raise ConfigurationError(
                     f"rules file {str(settings.rules_file)!r} does not exist: fix "
                     "EVENTKIT_RULES_FILE / --rules-file"
                 )
-            rules = validators.load_rules(settings.rules_file)
-            self._generic = validators.RulesAdapter(self._generic, rules)
-            self._segment = validators.RulesAdapter(self._segment, rules)
+            rules = load_rules(settings.rules_file)
+            self._generic = RulesAdapter(self._generic, rules)
+            self._segment = RulesAdapter(self._segment, rules)
+        self._invalid = _Refuse(
+            AdaptError(
+                code=INVALID_BATCH,
+                message="a /v1/batch body must be a JSON object with a 'batch' array of event "
+                "objects",
+            )
+        )
 
     def adapter_for(self, raw: RawEvent) -> SchemaAdapter:
-        return self._generic if raw.source == "collect" else self._segment
+        if raw.source == "collect":
+            return self._generic
+        if raw.source == INVALID_BATCH:
+            return self._invalid
+        return self._segment
+
+
+class _Refuse:
+    def __init__(self, error: AdaptError) -> None:
+        self._result = AdaptResult(error=error)
+
+    def adapt(self, raw: RawEvent) -> AdaptResult:
+        return self._result

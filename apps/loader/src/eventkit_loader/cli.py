@@ -240,7 +240,7 @@ def settings_from(args: argparse.Namespace) -> LoaderSettings:
 def _service(settings: LoaderSettings, telemetry: Telemetry | None = None) -> LoaderService:
     return LoaderService(
         backends.event_store(settings),
-        backends.warehouse(settings),
+        backends.warehouse(settings, None if telemetry is None else telemetry.provider),
         batch_files=settings.loader_batch_files,
         state=LoaderState(settings.state_path),
         metrics=None if telemetry is None else telemetry.metrics,
@@ -386,10 +386,11 @@ async def cmd_backfill(
 
 async def cmd_create_table(settings: LoaderSettings, print_sql: bool) -> int:
     if print_sql:
-        warehouse_sql = backends._module("eventkit_storage.warehouse")
+        from eventkit_storage.warehouse import bigquery_ddl
+
         print(
-            warehouse_sql.bigquery_ddl(
-                settings.gcp_project_id or "YOUR_PROJECT",
+            bigquery_ddl(
+                settings.gcp_project_id or "your-project",
                 settings.gcp_bigquery_dataset,
                 settings.warehouse_table,
             )

@@ -270,13 +270,9 @@ class LoaderService:
         report: LoadReport = await resolve(self.warehouse.load_files(uris))
         if self.state is not None:
             self.state.record_load([*report.loaded, *report.skipped], report.failed)
-        if self.metrics is not None:
-            if report.loaded:
-                self.metrics.files_processed.add(len(report.loaded), self._labels)
-            if report.rows:
-                self.metrics.rows_loaded.add(report.rows, self._labels)
-            if report.failed:
-                self.metrics.errors.add(len(report.failed), {**self._labels, "stage": "file"})
+        # Files loaded and failed are counted by the warehouse loader itself (eventkit-storage).
+        if self.metrics is not None and report.rows:
+            self.metrics.rows_loaded.add(report.rows, self._labels)
         for uri in report.failed:
             log.warning("could not load %s (it is retried by the next pass)", uri)
         return report

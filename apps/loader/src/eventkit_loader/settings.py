@@ -48,9 +48,10 @@ class LoaderSettings(BaseSettings):
     )
     lock_timeout: float = Field(10.0, ge=0, validation_alias="EVENTKIT_LOCK_TIMEOUT")
     metrics_enabled: bool = Field(True, validation_alias="EVENTKIT_METRICS_ENABLED")
-    metrics_host: str = Field("0.0.0.0", validation_alias="EVENTKIT_METRICS_HOST")
+    metrics_host: str = Field("127.0.0.1", validation_alias="EVENTKIT_METRICS_HOST")
     metrics_port: int = Field(9091, ge=0, le=65535, validation_alias="EVENTKIT_METRICS_PORT")
     rules_file: Path | None = Field(None, validation_alias="EVENTKIT_RULES_FILE")
+    max_event_bytes: int = Field(32 * 1024, ge=1, validation_alias="EVENTKIT_MAX_EVENT_BYTES")
     log_level: str = Field("INFO", validation_alias="EVENTKIT_LOG_LEVEL")
 
     @field_validator("log_level")

@@ -51,15 +51,13 @@ class LoaderMetrics:
     """The loader's instruments (exposed names in comments)."""
 
     def __init__(self, meter: Meter) -> None:
-        # eventkit_warehouse_loader_files_processed_total
-        self.files_processed = meter.create_counter(
-            "eventkit_warehouse_loader_files_processed",
-            description="Files loaded to the warehouse",
-        )
-        # eventkit_warehouse_loader_errors_total
+        # eventkit_warehouse_loader_errors_total{stage="pass"}: a pass that failed as a whole.
+        # The warehouse loaders of eventkit-storage count files loaded
+        # (eventkit_warehouse_loader_files_processed_total) and files that failed (same errors
+        # counter, without ``stage``) through the provider the app hands them.
         self.errors = meter.create_counter(
             "eventkit_warehouse_loader_errors",
-            description="Loader errors (failed files and failed passes)",
+            description="Loader errors",
         )
         # eventkit_warehouse_loader_rows_loaded_total
         self.rows_loaded = meter.create_counter(
