@@ -42,10 +42,7 @@ class RingBufferStats(msgspec.Struct, frozen=True, kw_only=True):
     wal_bytes: int
 
 
-_SELECT_UNPUBLISHED = (
-    "SELECT id, payload, created_at FROM entries"
-    " WHERE id > ? AND published_at IS NULL ORDER BY id LIMIT ?"
-)
+_SELECT_UNPUBLISHED = "SELECT id, payload, created_at FROM entries WHERE id > ? ORDER BY id LIMIT ?"
 
 
 class Reader:

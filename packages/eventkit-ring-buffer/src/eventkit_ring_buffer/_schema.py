@@ -17,22 +17,28 @@ SCHEMA_VERSION = 1
 _DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS counters ("
-    " one INTEGER PRIMARY KEY CHECK (one = 1), rows INTEGER NOT NULL,"
-    " unpublished INTEGER NOT NULL, unpublished_bytes INTEGER NOT NULL)",
+    " one INTEGER PRIMARY KEY CHECK (one = 1), unpublished INTEGER NOT NULL,"
+    " unpublished_bytes INTEGER NOT NULL, retained INTEGER NOT NULL)",
+    # Only unreleased rows: ordered reads are a primary-key range scan, no index to maintain.
     # AUTOINCREMENT: ids are never reused, even after the newest rows are deleted.
     "CREATE TABLE IF NOT EXISTS entries ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL,"
-    " created_at REAL NOT NULL, published_at REAL)",
-    # Partial indexes: ordered reads skip released rows, retention finds them.
-    "CREATE INDEX IF NOT EXISTS entries_unpublished ON entries(id) WHERE published_at IS NULL",
-    "CREATE INDEX IF NOT EXISTS entries_published ON entries(published_at)"
-    " WHERE published_at IS NOT NULL",
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL, created_at REAL NOT NULL)",
+    # Released rows kept for retention_seconds (empty when it is 0).
+    "CREATE TABLE IF NOT EXISTS released ("
+    " id INTEGER PRIMARY KEY, payload BLOB NOT NULL, created_at REAL NOT NULL,"
+    " published_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS released_published_at ON released(published_at)",
     "INSERT OR IGNORE INTO counters VALUES (1, 0, 0, 0)",
 )
 
-SELECT_COUNTS = (
-    "SELECT rows, unpublished, unpublished_bytes,"
-    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0) FROM counters"
+_COUNTS = (
+    "unpublished + retained, unpublished, unpublished_bytes,"
+    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0)"
+)
+SELECT_COUNTS = f"SELECT {_COUNTS} FROM counters"
+UPDATE_COUNTS = (
+    "UPDATE counters SET unpublished = unpublished + ?, unpublished_bytes = unpublished_bytes + ?,"
+    f" retained = retained + ? RETURNING {_COUNTS}"
 )
 
 Counts = tuple[int, int, int, int]

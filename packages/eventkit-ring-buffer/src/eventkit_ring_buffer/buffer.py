@@ -212,7 +212,7 @@ class RingBuffer:
                 raise full_error(s, unpublished, unpublished_bytes)
             self._pending += n
             self._pending_bytes += nbytes
-        future = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.Future(loop=loop)  # skips a Python-level call
         writer.queue.put((op, arg, future, nbytes))
         return future
 
