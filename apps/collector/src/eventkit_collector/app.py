@@ -1,0 +1,394 @@
+"""The Litestar app: endpoints, the request path, health, CORS, error bodies, lifespan.
+
+``create_app(settings)`` builds a ready-to-serve app. To mount the endpoints in your own Litestar
+app, build a :class:`Collector` and include its router and lifespan::
+
+    collector = Collector(Settings())
+    app = Litestar(route_handlers=[collector.router(path="/api")], lifespan=[collector.lifespan])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from eventkit_core import validate_stream
+from eventkit_core.errors import InvalidStreamError
+from litestar import Litestar, MediaType, Request, Response, Router, get, post
+from litestar.config.cors import CORSConfig
+from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.config import OpenAPIConfig
+
+from eventkit_collector import __version__
+from eventkit_collector.edge import (
+    ClientAddress,
+    EdgeError,
+    Kind,
+    WriteKeys,
+    basic_user,
+    decompress,
+    error_body,
+    key_id,
+    parse_body,
+    read_capped,
+    unauthorized,
+    unwrap_form,
+    wire_cap,
+)
+from eventkit_collector.envelope import Envelope
+from eventkit_collector.metrics import (
+    CollectorMetrics,
+    MetricsServer,
+    install_metrics,
+)
+from eventkit_collector.pipeline import Overloaded, Pipeline
+from eventkit_collector.settings import Settings
+
+log = logging.getLogger("eventkit_collector")
+
+SUCCESS: Final = b'{"success":true}'
+JSON: Final = "application/json"
+SEGMENT_CALLS: Final = ("identify", "track", "page", "screen", "group", "alias")
+#: Segment's browser library posts to one-letter paths.
+SHORT_PATHS: Final = {
+    "i": "identify",
+    "t": "track",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+}
+
+
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(content=body, status_code=status, media_type=JSON, headers=headers)
+
+
+class Collector:
+    """The collector behind the endpoints: settings, pipeline, metrics and the request path."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        shard: int | None = None,
+        metrics_port: int | None = None,
+        event_store: Any = None,
+        error_store: Any = None,
+    ) -> None:
+        self.settings = s = settings or Settings()
+        self.metrics: CollectorMetrics | None = None
+        if s.eventkit_metrics_enabled:
+            install_metrics()
+        self.pipeline = Pipeline(s, shard=shard, event_store=event_store, error_store=error_store)
+        if s.eventkit_metrics_enabled:
+            self.metrics = CollectorMetrics(self.pipeline.health)
+            self.pipeline.metrics = self.metrics
+        self.metrics_port = s.eventkit_metrics_port if metrics_port is None else metrics_port
+        self.metrics_server: MetricsServer | None = None
+        self.keys = WriteKeys(s.eventkit_write_keys)
+        self.client_address = ClientAddress(s.eventkit_trusted_proxies)
+        self.limits = self.pipeline.limits
+        self.type_streams = self.pipeline.type_streams
+
+    # -- lifespan ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Litestar | None = None) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        if self.metrics is not None and self.metrics_server is None:
+            self.metrics_server = MetricsServer(
+                self.settings.eventkit_metrics_host, self.metrics_port, self.pipeline.ready
+            )
+            self.metrics_server.start()
+            self.metrics_port = self.metrics_server.port
+        await self.pipeline.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.pipeline.stop()
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+                self.metrics_server = None
+
+    # -- the request path --------------------------------------------------------------------
+
+    async def ingest(
+        self, request: Request[Any, Any, Any], kind: Kind, source: str, stream: str | None
+    ) -> Response[bytes]:
+        """Auth, read, check, append to the ring buffer, answer. Never raises."""
+        headers = request.headers
+        try:
+            self.pipeline.check_capacity()
+            write_key_id: str | None = None
+            presented = basic_user(headers.get("authorization"))
+            query = request.scope.get("query_string", b"")
+            if presented is None and query and b"writeKey" in query:
+                presented = dict(parse_qsl(query.decode("latin-1"))).get("writeKey") or None
+            if self.keys.enabled:
+                if presented is not None:
+                    write_key_id = self.keys.check(presented)
+                    if write_key_id is None:
+                        raise unauthorized()
+            elif presented is not None:
+                write_key_id = key_id(presented)
+            cap = wire_cap(kind, self.limits)
+            data = await read_capped(request.stream(), headers.get("content-length"), cap)
+            encoding = headers.get("content-encoding")
+            if encoding:
+                data = decompress(data, encoding, self.limits.max_batch_bytes)
+            form_key: str | None = None
+            ctype = headers.get("content-type")
+            if ctype and ctype.startswith("application/x-www-form-urlencoded"):
+                data, form_key = unwrap_form(data)
+            parsed = parse_body(kind, data, self.limits)
+            body_key = parsed.write_key or form_key
+            if write_key_id is None and body_key is not None:
+                write_key_id = self.keys.check(body_key) if self.keys.enabled else key_id(body_key)
+            if self.keys.enabled and write_key_id is None:
+                raise unauthorized()
+            client = request.scope.get("client")
+            peer = client[0] if client else None
+            ip = (
+                self.client_address.resolve(peer, headers.get("x-forwarded-for"))
+                if self.client_address.enabled
+                else peer
+            )
+            request_id = headers.get("x-request-id")
+            env = Envelope(
+                source=source,
+                stream=stream,
+                received_at=datetime.now(UTC),
+                body=_raw(data),
+                ip=ip,
+                user_agent=headers.get("user-agent"),
+                write_key_id=write_key_id,
+                request_id=request_id[:128] if request_id else None,
+            )
+            await self.pipeline.accept(env, parsed)
+            if self.metrics is not None:
+                self.metrics.events_received.add(len(parsed.items))
+            return _json(200, SUCCESS)
+        except EdgeError as exc:
+            return _json(exc.status, exc.body(), exc.headers or None)
+        except Overloaded as exc:
+            retry = max(1, round(exc.retry_after))
+            return _json(
+                503,
+                error_body("overloaded", f"{exc.message} (retry after {retry} s)"),
+                {"Retry-After": str(retry)},
+            )
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def handlers(self) -> list[HTTPRouteHandler]:
+        """Every route handler (mount them with :meth:`router`)."""
+        out: list[HTTPRouteHandler] = []
+        type_streams = self.type_streams
+
+        def endpoint(
+            path: str | list[str], label: str, kind: Kind, source: str, stream: str | None, doc: str
+        ) -> None:
+            async def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
+                return await self._timed(label, request, kind, source, stream)
+
+            handler.__name__ = (
+                f"ingest_{label.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+            )
+            out.append(
+                post(
+                    path,
+                    status_code=200,
+                    summary=doc,
+                    description=_DESCRIPTION,
+                    media_type=MediaType.JSON,
+                    tags=["ingest"],
+                )(handler)
+            )
+
+        endpoint(
+            "/collect",
+            "/collect",
+            Kind.COLLECT,
+            "collect",
+            "default",
+            "Any JSON to stream 'default'",
+        )
+
+        async def collect_stream(request: Request[Any, Any, Any], stream: str) -> Response[bytes]:
+            try:
+                validate_stream(stream)
+            except InvalidStreamError as exc:
+                return self._count(
+                    "/collect/{stream}", request, _json(400, error_body("invalid_stream", str(exc)))
+                )
+            return await self._timed("/collect/{stream}", request, Kind.COLLECT, "collect", stream)
+
+        out.append(
+            post(
+                "/collect/{stream:str}",
+                status_code=200,
+                summary="Any JSON (one value or an array) to the named stream",
+                description=_DESCRIPTION,
+                media_type=MediaType.JSON,
+                tags=["ingest"],
+            )(collect_stream)
+        )
+        for call in SEGMENT_CALLS:
+            short = next(k for k, v in SHORT_PATHS.items() if v == call)
+            endpoint(
+                [f"/v1/{call}", f"/v1/{short}"],
+                f"/v1/{call}",
+                Kind.SINGLE,
+                call,
+                type_streams.get(call, "default"),
+                f"Segment {call} (stream '{type_streams.get(call, 'default')}')",
+            )
+        endpoint(
+            ["/v1/batch", "/v1/b", "/beacon/v1/batch"],
+            "/v1/batch",
+            Kind.BATCH,
+            "batch",
+            None,
+            "Segment batch: items routed by their own type",
+        )
+
+        @get("/health", summary="Alive", tags=["health"], media_type=MediaType.JSON)
+        async def health() -> Response[bytes]:
+            return _json(200, b'{"status":"ok"}')
+
+        @get("/ready", summary="Ring buffer writable, backends healthy", tags=["health"])
+        async def ready() -> Response[bytes]:
+            status = self.pipeline.health()
+            ok = self.pipeline.started and all(status.values())
+            body = {"status": "ready" if ok else "not_ready", "components": status}
+            import msgspec
+
+            return _json(200 if ok else 503, msgspec.json.encode(body))
+
+        out.extend([health, ready])
+        return out
+
+    def router(self, path: str = "/") -> Router:
+        """A Litestar :class:`Router` with every endpoint, to include in your own app."""
+        return Router(path=path, route_handlers=self.handlers())
+
+    async def _timed(
+        self,
+        label: str,
+        request: Request[Any, Any, Any],
+        kind: Kind,
+        source: str,
+        stream: str | None,
+    ) -> Response[bytes]:
+        start = time.perf_counter()
+        response = await self.ingest(request, kind, source, stream)
+        if self.metrics is not None:
+            attrs = {"endpoint": label, "method": "POST"}
+            self.metrics.request_duration.record(time.perf_counter() - start, attrs)
+            self.metrics.requests.add(1, {**attrs, "status": str(response.status_code)})
+        return response
+
+    def _count(
+        self, label: str, request: Request[Any, Any, Any], response: Response[bytes]
+    ) -> Response[bytes]:
+        if self.metrics is not None:
+            self.metrics.requests.add(
+                1, {"endpoint": label, "method": "POST", "status": str(response.status_code)}
+            )
+        return response
+
+
+def _raw(data: bytes) -> Any:
+    import msgspec
+
+    return msgspec.Raw(data)
+
+
+_DESCRIPTION: Final = (
+    "Body: JSON (application/json, text/plain, or application/x-www-form-urlencoded carrying "
+    'JSON), optionally Content-Encoding gzip/deflate. Answers 200 {"success": true} once the '
+    "request is durable; 400 invalid_json / invalid_stream; 401 unauthorized; 413 "
+    "payload_too_large; 503 overloaded with Retry-After. JSON that fails validation is accepted "
+    "and dead-lettered."
+)
+
+
+def _exception_handlers() -> dict[
+    Any, Callable[[Request[Any, Any, Any], Exception], Response[bytes]]
+]:
+    def http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        code = {
+            400: "invalid_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(status, "http_error" if status < 500 else "internal_error")
+        message = {
+            404: f"no endpoint at {request.url.path}: see /schema for the endpoints",
+            405: f"{request.method} is not allowed on {request.url.path}: see /schema",
+        }.get(status, str(exc.detail))
+        headers = dict(exc.headers or {})
+        return _json(status, error_body(code, message), headers or None)
+
+    def server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _json(
+            500,
+            error_body("internal_error", "the collector failed unexpectedly: retry; it is logged"),
+        )
+
+    return {HTTPException: http_error, Exception: server_error}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    collector: Collector | None = None,
+    shard: int | None = None,
+    metrics_port: int | None = None,
+) -> Litestar:
+    """A ready-to-serve Litestar app (settings from the environment when not given)."""
+    collector = collector or Collector(settings, shard=shard, metrics_port=metrics_port)
+    s = collector.settings
+    cors = (
+        CORSConfig(
+            allow_origins=list(s.eventkit_cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            max_age=86400,
+        )
+        if s.eventkit_cors_origins
+        else None
+    )
+    app = Litestar(
+        route_handlers=collector.handlers(),
+        lifespan=[collector.lifespan],
+        cors_config=cors,
+        exception_handlers=_exception_handlers(),
+        openapi_config=OpenAPIConfig(
+            title="eventkit collector", version=__version__, path="/schema"
+        ),
+        logging_config=None,
+        request_max_body_size=None,
+    )
+    app.state.collector = collector
+    return app
+
+
+Handler = Callable[..., Awaitable[Response[bytes]]]

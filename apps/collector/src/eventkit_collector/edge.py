@@ -1,0 +1,400 @@
+"""The HTTP edge: reading, decompressing, unwrapping and checking request bodies; write keys.
+
+Everything here is pure (no I/O except reading the request stream) and built for the hot path:
+decoders are built once, a whole request is decoded once, nested values stay undecoded
+(:class:`msgspec.Raw`). Whatever a client sends ends in a defined answer: :class:`EdgeError`
+carries the status, the contract's ``code`` and a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from hashlib import sha256
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import msgspec
+
+KB: Final = 1000
+
+
+class EdgeError(Exception):
+    """A request the collector answers with an error body ``{"code", "message"}``."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return error_body(self.code, self.message)
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+def error_body(code: str, message: str) -> bytes:
+    return _ENCODER.encode({"code": code, "message": message})
+
+
+class Kind(Enum):
+    """How an endpoint's body is read."""
+
+    #: ``/collect[/{stream}]``: one JSON value, or an array of them.
+    COLLECT = "collect"
+    #: ``/v1/track`` and friends: one event object.
+    SINGLE = "single"
+    #: ``/v1/batch``: ``{"batch": [...], "context": ..., "integrations": ..., "sentAt": ...}``.
+    BATCH = "batch"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_event_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    max_batch_events: int = 2500
+
+
+class Parsed(msgspec.Struct):
+    """A decoded body: its items (undecoded) and, for ``/v1/batch``, the batch-level fields."""
+
+    items: list[msgspec.Raw]
+    batch_context: msgspec.Raw | None = None
+    batch_integrations: msgspec.Raw | None = None
+    batch_sent_at: Any = None
+    #: Set when the body is JSON but not of the endpoint's shape: the whole body is dead-lettered.
+    unfit: str | None = None
+    write_key: str | None = None
+
+
+class _Top(msgspec.Struct):
+    # Only the top-level fields the edge needs; msgspec skips the rest without building it.
+    writeKey: Any = None
+    batch: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    context: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    integrations: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    sentAt: Any = None
+
+
+_ANY: Final = msgspec.json.Decoder()
+_TOP: Final = msgspec.json.Decoder(_Top)
+_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_INT_MIN: Final = -(2**63)
+_INT_MAX: Final = 2**64 - 1
+_DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS: Final = b"0" * 19
+_WS: Final = b" \t\r\n"
+
+_JSON_HINT: Final = (
+    "send one JSON value (an object, or an array of objects), UTF-8 encoded without a BOM, "
+    "with no NaN or Infinity, no integers beyond 64 bits and no absurd nesting"
+)
+
+
+def invalid_json(detail: str) -> EdgeError:
+    return EdgeError(
+        400, "invalid_json", f"request body is not valid JSON ({detail}): {_JSON_HINT}"
+    )
+
+
+def too_large(what: str, limit: str) -> EdgeError:
+    return EdgeError(413, "payload_too_large", f"{what}; the limit is {limit}: {_SPLIT_HINT}")
+
+
+_SPLIT_HINT: Final = "send smaller requests (split the batch) and retry"
+
+
+def _has_wide_int(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif type(v) is int and not _INT_MIN <= v <= _INT_MAX:
+            return True
+    return False
+
+
+def check_json(data: bytes) -> None:
+    """Raise ``invalid_json`` unless ``data`` is one JSON value msgspec decodes losslessly."""
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise invalid_json(f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        value = _ANY.decode(data)
+    except RecursionError:
+        raise invalid_json("nested too deeply") from None
+    except msgspec.ValidationError as exc:  # 1e999 and the like: "Number out of range"
+        raise invalid_json(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise invalid_json(str(exc)) from None
+    if _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO) and _has_wide_int(value):
+        raise invalid_json("an integer does not fit in 64 bits")
+
+
+def _first_byte(data: bytes) -> int:
+    for b in data:
+        if b not in _WS:
+            return b
+    return 0
+
+
+def parse_body(kind: Kind, data: bytes, limits: Limits) -> Parsed:
+    """Check and split a (decompressed, unwrapped) body. Raises :class:`EdgeError`."""
+    size = len(data)
+    first = _first_byte(data)
+    if kind is Kind.SINGLE and size > limits.max_event_bytes:
+        raise too_large(f"the event is {size} bytes", f"{limits.max_event_bytes} bytes per event")
+    if kind is Kind.COLLECT and first != ord("[") and size > limits.max_event_bytes:
+        raise too_large(f"the event is {size} bytes", f"{limits.max_event_bytes} bytes per event")
+    if size > limits.max_batch_bytes:
+        raise too_large(f"the body is {size} bytes", f"{limits.max_batch_bytes} bytes per request")
+    check_json(data)
+    if kind is Kind.BATCH:
+        return _parse_batch(data, first, limits)
+    write_key: str | None = None
+    if first == ord("{"):
+        top = _TOP.decode(data)
+        write_key = top.writeKey if isinstance(top.writeKey, str) else None
+        return Parsed(items=[msgspec.Raw(data)], write_key=write_key)
+    if kind is Kind.COLLECT and first == ord("["):
+        items = _LIST.decode(data)
+        _check_count(len(items), limits)
+        return Parsed(items=items)
+    return Parsed(items=[msgspec.Raw(data)])
+
+
+def _check_count(n: int, limits: Limits) -> None:
+    if n > limits.max_batch_events:
+        raise too_large(
+            f"the body holds {n} events", f"{limits.max_batch_events} events per request"
+        )
+
+
+def _parse_batch(data: bytes, first: int, limits: Limits) -> Parsed:
+    if first != ord("{"):
+        return Parsed(items=[msgspec.Raw(data)], unfit="a batch body must be a JSON object")
+    top = _TOP.decode(data)
+    write_key = top.writeKey if isinstance(top.writeKey, str) else None
+    if not top.batch:
+        return Parsed(
+            items=[msgspec.Raw(data)],
+            unfit="the batch body has no 'batch' array",
+            write_key=write_key,
+        )
+    try:
+        items = _LIST.decode(top.batch)
+    except msgspec.ValidationError:
+        return Parsed(
+            items=[msgspec.Raw(data)],
+            unfit="'batch' must be an array of objects",
+            write_key=write_key,
+        )
+    _check_count(len(items), limits)
+    return Parsed(
+        items=items,
+        batch_context=top.context or None,
+        batch_integrations=top.integrations or None,
+        batch_sent_at=top.sentAt,
+        write_key=write_key,
+    )
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def wire_cap(kind: Kind, limits: Limits) -> int:
+    """Most bytes read off the wire for an endpoint (a compressed body is never larger)."""
+    decoded = limits.max_event_bytes if kind is Kind.SINGLE else limits.max_batch_bytes
+    return decoded + 1024
+
+
+async def read_capped(chunks: AsyncIterator[bytes], content_length: str | None, cap: int) -> bytes:
+    """Read a request body, refusing (413) before reading more than ``cap`` bytes."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise EdgeError(
+                400, "invalid_request", "the Content-Length header is not a number: fix it"
+            ) from None
+        if declared > cap:
+            raise too_large(f"the body is {declared} bytes", f"{cap} bytes on the wire")
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > cap:
+            raise too_large(f"the body is over {cap} bytes", f"{cap} bytes on the wire")
+        parts.append(chunk)
+    if len(parts) == 1:
+        return parts[0]
+    return b"".join(parts)
+
+
+def decompress(data: bytes, encoding: str | None, cap: int) -> bytes:
+    """Undo ``Content-Encoding`` (gzip, deflate), never producing more than ``cap`` bytes."""
+    if not encoding:
+        return data
+    enc = encoding.strip().lower()
+    if enc in ("identity", ""):
+        return data
+    if enc in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif enc == "deflate":
+        wbits = zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS
+    else:
+        raise EdgeError(
+            400,
+            "invalid_encoding",
+            f"Content-Encoding {encoding!r} is not supported: send gzip, deflate or identity",
+        )
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(data, cap + 1)
+    except zlib.error as exc:
+        raise EdgeError(
+            400, "invalid_encoding", f"the body is not valid {enc} data ({exc}): compress it again"
+        ) from None
+    if len(out) > cap or d.unconsumed_tail:
+        raise too_large("the body is larger after decompression", f"{cap} bytes decompressed")
+    if not d.eof:
+        raise EdgeError(
+            400, "invalid_encoding", f"the {enc} body is truncated: send the whole stream"
+        )
+    return out
+
+
+def unwrap_form(data: bytes) -> tuple[bytes, str | None]:
+    """The JSON inside an ``application/x-www-form-urlencoded`` body, and a ``writeKey`` field.
+
+    Accepts raw JSON sent with the form content type (as some SDKs do), a ``data=<json>`` field,
+    or a single field that is the JSON (as a key with an empty value, or as the value).
+    """
+    first = _first_byte(data)
+    if first in (ord("{"), ord("[")):
+        return data, None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid_json(f"invalid UTF-8 at byte {exc.start}") from None
+    fields = parse_qsl(text, keep_blank_values=True)
+    key: str | None = None
+    others: list[tuple[str, str]] = []
+    for name, value in fields:
+        if name == "writeKey":
+            key = value
+        else:
+            others.append((name, value))
+    for name, value in others:
+        if name == "data":
+            return value.encode("utf-8"), key
+    if len(others) == 1:
+        name, value = others[0]
+        return (value if value else name).encode("utf-8"), key
+    raise invalid_json("a form body must carry the JSON as its only field or as data=<json>")
+
+
+# --- write keys ------------------------------------------------------------------------------
+
+
+def basic_user(authorization: str | None) -> str | None:
+    """The user name of an HTTP Basic ``Authorization`` header (Segment sends the key there)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, _, _password = decoded.partition(":")
+    return user or None
+
+
+class WriteKeys:
+    """The configured write keys, compared in constant time; empty means auth is off."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._keys = [k.encode("utf-8") for k in keys]
+        self._ids = [key_id(k) for k in keys]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def check(self, key: str | None) -> str | None:
+        """The key's id when it is one of the configured keys, else ``None``."""
+        if key is None:
+            return None
+        given = key.encode("utf-8", "surrogatepass")
+        found: str | None = None
+        for stored, kid in zip(self._keys, self._ids, strict=True):
+            if hmac.compare_digest(stored, given):
+                found = kid
+        return found
+
+
+def key_id(key: str) -> str:
+    """A short, stable, non-secret id of a write key (stored with events instead of the key)."""
+    return sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+UNAUTHORIZED_MESSAGE: Final = (
+    "missing or unknown write key: send it as the HTTP Basic user name with an empty password, "
+    "as writeKey in the body, or as ?writeKey= in the query string"
+)
+
+
+def unauthorized() -> EdgeError:
+    return EdgeError(401, "unauthorized", UNAUTHORIZED_MESSAGE, {"WWW-Authenticate": "Basic"})
+
+
+# --- client address --------------------------------------------------------------------------
+
+
+class ClientAddress:
+    """Finds the client IP: the peer, or X-Forwarded-For when the peer is a trusted proxy."""
+
+    def __init__(self, trusted: Sequence[str]) -> None:
+        self.trust_all = "*" in trusted
+        self._nets = [ipaddress.ip_network(t, strict=False) for t in trusted if t != "*"]
+
+    @property
+    def enabled(self) -> bool:
+        return self.trust_all or bool(self._nets)
+
+    def _trusted(self, ip: str) -> bool:
+        if self.trust_all:
+            return True
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._nets)
+
+    def resolve(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        if not forwarded_for or not self.enabled or peer is None or not self._trusted(peer):
+            return peer
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        # Walk from the nearest hop: the first one we do not trust is the client.
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                return hop
+        return hops[0] if hops else peer

@@ -1,0 +1,156 @@
+"""The ring-buffer entry (one per HTTP request) and how it becomes RawEvents.
+
+One request is appended to the ring buffer as one :class:`Envelope` (the JSON body kept as it
+came, undecoded). The publisher turns it into one :class:`~eventkit_core.RawEvent` per item:
+routed by the item's own ``type`` on ``/v1/batch``, keyed by identity for the queue, with a
+``messageId`` derived from the entry (``stable_message_id``) when the item has none, so an entry
+delivered again after a crash gives its events the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+from eventkit_core import DEFAULT_STREAM, RawEvent, stable_message_id
+
+from eventkit_collector.adapter import INVALID_BATCH
+from eventkit_collector.edge import EdgeError, Kind, Limits, Parsed, parse_body
+
+
+class Envelope(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One accepted request, as stored in the ring buffer."""
+
+    #: Endpoint: "collect", "batch", or a Segment call ("track", "identify", ...).
+    source: str
+    #: Stream of every item (``/collect``, ``/v1/<call>``); ``None`` for ``/v1/batch``.
+    stream: str | None
+    received_at: datetime
+    body: msgspec.Raw
+    ip: str | None = None
+    user_agent: str | None = None
+    write_key_id: str | None = None
+    request_id: str | None = None
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(Envelope)
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    return _ENCODER.encode(env)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    return _DECODER.decode(data)
+
+
+def kind_of(source: str) -> Kind:
+    if source == "collect":
+        return Kind.COLLECT
+    if source == "batch":
+        return Kind.BATCH
+    return Kind.SINGLE
+
+
+class _Peek(msgspec.Struct):
+    type: Any = None
+    userId: Any = None
+    anonymousId: Any = None
+    messageId: Any = None
+
+
+_PEEK: Final = msgspec.json.Decoder(_Peek)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def reparse(env: Envelope, limits: Limits) -> Parsed:
+    """Split a stored envelope again (restart recovery). Never raises."""
+    try:
+        return parse_body(
+            kind_of(env.source),
+            bytes(env.body),
+            Limits(
+                max_event_bytes=max(limits.max_event_bytes, 1 << 40),
+                max_batch_bytes=1 << 40,
+                max_batch_events=1 << 40,
+            ),
+        )
+    except EdgeError as exc:  # cannot happen for what the edge accepted; keep it as a dead letter
+        return Parsed(items=[env.body], unfit=exc.message)
+
+
+def to_raw_events(
+    entry_id: int,
+    env: Envelope,
+    parsed: Parsed,
+    *,
+    namespace: str,
+    type_streams: Mapping[str, str],
+) -> list[RawEvent]:
+    """The RawEvents of one envelope; ``source_id`` is the entry id."""
+    source = env.source
+    stream = env.stream
+    common: dict[str, Any] = {
+        "received_at": env.received_at,
+        "ip": env.ip,
+        "user_agent": env.user_agent,
+        "write_key_id": env.write_key_id,
+        "request_id": env.request_id,
+        "source_id": entry_id,
+    }
+    if parsed.unfit is not None:
+        return [
+            RawEvent(
+                payload=parsed.items[0],
+                stream=stream or DEFAULT_STREAM,
+                source=INVALID_BATCH if source == "batch" else source,
+                message_id=stable_message_id(namespace, entry_id, 0),
+                key="",
+                **common,
+            )
+        ]
+    batch = source == "batch"
+    out: list[RawEvent] = []
+    append = out.append
+    peek = _PEEK.decode
+    for index, item in enumerate(parsed.items):
+        try:
+            p = peek(item)
+        except (msgspec.DecodeError, RecursionError):  # not an object: the adapter dead-letters it
+            p = _Peek()
+        message_id: str | None = None
+        given = _text(p.messageId)
+        if given is None:
+            message_id = stable_message_id(namespace, entry_id, index)
+        key = _text(p.userId) or _text(p.anonymousId) or given or message_id or ""
+        if batch:
+            kind = p.type
+            item_stream = (
+                type_streams.get(kind, DEFAULT_STREAM) if isinstance(kind, str) else DEFAULT_STREAM
+            )
+        else:
+            item_stream = stream or DEFAULT_STREAM
+        append(
+            RawEvent(
+                payload=item,
+                stream=item_stream,
+                source=source,
+                message_id=message_id,
+                key=key,
+                batch_context=parsed.batch_context,
+                batch_integrations=parsed.batch_integrations,
+                batch_sent_at=parsed.batch_sent_at,
+                **common,
+            )
+        )
+    return out

@@ -1,0 +1,139 @@
+"""Every setting of the collector, read from the environment here and nowhere else.
+
+Names follow the contracts: the seed's ``GCP_*`` and ``EVENTKIT_*`` names where it has them, every
+other one ``EVENTKIT_*``. Command-line options win over the environment (the CLI passes them as
+keyword arguments, which pydantic-settings ranks above environment variables).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from eventkit_core import DEFAULT_TYPE_STREAMS, validate_stream
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+def _split_list(value: Any) -> Any:
+    """``"a,b , c"`` (or a JSON array) -> ``["a", "b", "c"]``; empty items dropped."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return [str(v).strip() for v in json.loads(text) if str(v).strip()]
+            except ValueError:
+                pass
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Collector settings. Field ``eventkit_data_dir`` is env ``EVENTKIT_DATA_DIR``, and so on."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", env_file=None, validate_default=True
+    )
+
+    # --- Google Cloud (the seed's names) -------------------------------------------------
+    gcp_project_id: str | None = None
+    gcp_gcs_bucket: str | None = None
+    gcp_bigquery_dataset: str | None = None
+    gcp_bigquery_table: str = "raw_events"
+
+    # --- Backends ---------------------------------------------------------------------------
+    eventkit_event_store: Literal["local", "gcs"] = "local"
+    eventkit_queue_mode: Literal["async", "pubsub"] = "async"
+    #: Used by the loader app; accepted here so one environment serves both apps.
+    eventkit_warehouse_enabled: bool = False
+    eventkit_data_dir: Path = Path("./eventkit-data")
+    eventkit_gcs_prefix: str = ""
+    eventkit_pubsub_topic: str = "eventkit-events"
+    eventkit_pubsub_subscription: str = "eventkit-events-archive"
+    #: Create the topic and subscription when missing (needs the Pub/Sub admin permission).
+    eventkit_pubsub_create: bool = True
+
+    # --- HTTP server ------------------------------------------------------------------------
+    eventkit_host: str = "127.0.0.1"
+    eventkit_port: int = Field(default=8000, ge=0, le=65535)
+    #: Server processes sharing the port; each owns one ring-buffer shard (ring/<n>.db).
+    eventkit_workers: int = Field(default=1, ge=1, le=64)
+    eventkit_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    eventkit_write_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    eventkit_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    #: Peers whose X-Forwarded-For is believed: IPs or CIDRs, or ``*`` for any.
+    eventkit_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- Request limits ---------------------------------------------------------------------
+    eventkit_max_event_bytes: int = Field(default=32 * KiB, ge=1)
+    eventkit_max_batch_bytes: int = Field(default=500 * KiB, ge=1)
+    eventkit_max_batch_events: int = Field(default=2500, ge=1)
+
+    # --- Routing and validation ------------------------------------------------------------
+    #: Segment call type -> stream, JSON object; merged over the defaults.
+    eventkit_type_streams: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_TYPE_STREAMS)
+    )
+    eventkit_rules_file: Path | None = None
+
+    # --- Pipeline ---------------------------------------------------------------------------
+    eventkit_partitions: int = Field(default=8, ge=1, le=1024)
+    eventkit_queue_max_depth: int = Field(default=100_000, ge=1)
+    eventkit_queue_max_batch: int = Field(default=1000, ge=1)
+    eventkit_flush_max_events: int = Field(default=10_000, ge=1)
+    eventkit_flush_max_bytes: int = Field(default=32 * MiB, ge=1)
+    eventkit_flush_max_age: float = Field(default=5.0, gt=0)
+    eventkit_max_buffered_events: int = Field(default=100_000, ge=1)
+    eventkit_ring_durability: Literal["normal", "full"] = "normal"
+    eventkit_ring_max_entries: int = Field(default=1_000_000, ge=1)
+    eventkit_ring_max_bytes: int = Field(default=1 << 30, ge=1)
+    #: Accepted requests waiting to be handed to the queue before new ones get 503.
+    eventkit_max_pending_requests: int = Field(default=20_000, ge=1)
+    eventkit_shutdown_timeout: float = Field(default=30.0, gt=0)
+
+    # --- Metrics ----------------------------------------------------------------------------
+    eventkit_metrics_enabled: bool = True
+    eventkit_metrics_port: int = Field(default=9090, ge=0, le=65535)
+    eventkit_metrics_host: str = "127.0.0.1"
+
+    @field_validator(
+        "eventkit_write_keys", "eventkit_cors_origins", "eventkit_trusted_proxies", mode="before"
+    )
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("eventkit_type_streams", mode="before")
+    @classmethod
+    def _type_streams(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            return value
+        merged = dict(DEFAULT_TYPE_STREAMS)
+        merged.update(value)
+        for stream in merged.values():
+            validate_stream(stream)
+        return merged
+
+    @model_validator(mode="after")
+    def _backends(self) -> Settings:
+        if self.eventkit_event_store == "gcs" and not self.gcp_gcs_bucket:
+            raise ValueError("EVENTKIT_EVENT_STORE=gcs needs GCP_GCS_BUCKET (the bucket name)")
+        if self.eventkit_queue_mode == "pubsub" and not self.gcp_project_id:
+            raise ValueError("EVENTKIT_QUEUE_MODE=pubsub needs GCP_PROJECT_ID")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.eventkit_write_keys)
+
+    @property
+    def ring_dir(self) -> Path:
+        return self.eventkit_data_dir / "ring"
