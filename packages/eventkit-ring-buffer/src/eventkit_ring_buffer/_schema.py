@@ -49,15 +49,21 @@ def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Conn
     """A connection in WAL mode with explicit transactions (``isolation_level=None``)."""
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"ring buffer {path}: cannot open ({exc}); check the path") from exc
+    try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(f"ring buffer {path}: cannot switch to WAL mode (got {mode!r})")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(
-            f"ring buffer {path}: cannot open ({exc}); is it a ring-buffer SQLite file?"
-        ) from exc
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise StorageError(
+                f"ring buffer {path}: cannot open ({exc}); is it a ring-buffer SQLite file?"
+            ) from exc
+        raise
     return conn
 
 

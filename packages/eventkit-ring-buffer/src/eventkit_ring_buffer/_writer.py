@@ -86,6 +86,7 @@ class Writer:
 
     def _run(self) -> None:
         s = self.settings
+        conn: sqlite3.Connection | None = None
         try:
             conn = _schema.connect(s.path, busy_timeout=s.busy_timeout, synchronous=s.synchronous)
             conn.execute(f"PRAGMA journal_size_limit = {s.wal_size_limit}")
@@ -93,10 +94,13 @@ class Writer:
                 name: conn.execute(f"PRAGMA {name}").fetchone()[0]
                 for name in ("journal_mode", "synchronous", "journal_size_limit", "busy_timeout")
             }
-            self.ready.set_result(_schema.initialise(conn, s.path))
+            opened = _schema.initialise(conn, s.path)
         except BaseException as exc:
+            if conn is not None:
+                conn.close()
             self.ready.set_exception(exc)
             return
+        self.ready.set_result(opened)
         self._conn = conn
         self._next_maintenance = time.monotonic() + s.checkpoint_interval
         get, get_nowait, empty = self.queue.get, self.queue.get_nowait, queue.Empty
