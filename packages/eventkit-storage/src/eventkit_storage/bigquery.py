@@ -111,6 +111,7 @@ class BigQueryWarehouseLoader:
         self.table_ref = f"{self.dataset_ref}.{self.table}"
         self.ledger_ref = f"{self.dataset_ref}.{self.ledger_table}"
         self._client = client
+        self.retry_deadline = retry_deadline
         self._retry = bigquery.DEFAULT_RETRY.with_deadline(retry_deadline)
         self._metrics = LoaderMetrics("bigquery", meter_provider)
         self._pass_lock = threading.Lock()
@@ -382,7 +383,9 @@ class BigQueryWarehouseLoader:
         """True when the dataset answers (a short metadata call)."""
         try:
             self.client.get_dataset(
-                self.dataset_ref, retry=self._retry.with_deadline(10.0), timeout=10.0
+                self.dataset_ref,
+                retry=self._retry.with_deadline(min(10.0, self.retry_deadline)),
+                timeout=10.0,
             )
         except Exception:
             return False

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_loaded_files` (
   generation STRING NOT NULL,
   job_id STRING NOT NULL,
   state STRING NOT NULL,
-  row_count INT64,
+  job_rows INT64,
   recorded_at TIMESTAMP NOT NULL
 )
 OPTIONS (description = 'eventkit: files loaded into the raw table (append-only)');
