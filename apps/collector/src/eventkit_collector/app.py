@@ -228,7 +228,8 @@ class Collector:
             "Any JSON to stream 'default'",
         )
 
-        async def collect_stream(request: Request[Any, Any, Any], stream: str) -> Response[bytes]:
+        async def collect_stream(request: Request[Any, Any, Any]) -> Response[bytes]:
+            stream: str = request.path_params["stream"]
             try:
                 validate_stream(stream)
             except InvalidStreamError as exc:
