@@ -48,7 +48,10 @@ Counts = tuple[int, int, int, int]
 def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
     """A connection in WAL mode with explicit transactions (``isolation_level=None``)."""
     try:
-        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        # Each connection stays on one thread; the flag only lets a crash test close it later.
+        conn = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
     except sqlite3.Error as exc:
         raise StorageError(f"ring buffer {path}: cannot open ({exc}); check the path") from exc
     try:
