@@ -34,8 +34,9 @@ def event_store(settings: LoaderSettings) -> Any:
         return gcs.GCSEventStore(
             settings.gcp_gcs_bucket, prefix=settings.gcs_prefix, project=settings.gcp_project_id
         )
-    local = _module("eventkit_storage.local")
-    return local.LocalEventStore(settings.data_dir)
+    from eventkit_storage.local import LocalEventStore
+
+    return LocalEventStore(settings.data_dir)
 
 
 def error_store(settings: LoaderSettings) -> Any:
@@ -45,8 +46,9 @@ def error_store(settings: LoaderSettings) -> Any:
         return gcs.GCSErrorStore(
             settings.gcp_gcs_bucket, prefix=settings.gcs_prefix, project=settings.gcp_project_id
         )
-    local = _module("eventkit_storage.local")
-    return local.LocalErrorStore(settings.data_dir)
+    from eventkit_storage.local import LocalErrorStore
+
+    return LocalErrorStore(settings.data_dir)
 
 
 def bigquery_client(settings: LoaderSettings) -> Any:

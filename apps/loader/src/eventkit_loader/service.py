@@ -17,7 +17,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlparse
 
 from eventkit_core import LoadReport
 
@@ -118,11 +120,23 @@ class Backlog:
         }
 
 
+def ledger_key(uri: str) -> str:
+    """``uri`` as a ledger keeps it: ``file://`` URIs absolute with symlinks resolved."""
+    if not uri.startswith("file://"):
+        return uri
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)).resolve().as_uri()
+
+
 def compute_backlog(
     files: Sequence[ListedFile], loaded: set[str], failed: dict[str, int]
 ) -> Backlog:
     """The backlog of ``files`` given the warehouse ledger ``loaded`` (uris or paths)."""
-    pending = [f for f in files if f.uri not in loaded and f.path not in loaded]
+    pending = [
+        f
+        for f in files
+        if f.uri not in loaded and f.path not in loaded and ledger_key(f.uri) not in loaded
+    ]
     pending.sort(key=lambda f: (_timestamp(f.updated) or 0.0, f.path))
     pending_uris = {f.uri for f in pending}
     return Backlog(
@@ -238,6 +252,15 @@ class LoaderService:
                 batch, remaining = remaining[: self.batch_files], remaining[self.batch_files :]
                 report = await self._load_batch(batch)
                 result.batches += 1
+                log.info(
+                    "batch %d: %d files loaded (%d rows), %d skipped, %d failed, %d left",
+                    result.batches,
+                    len(report.loaded),
+                    report.rows,
+                    len(report.skipped),
+                    len(report.failed),
+                    len(remaining),
+                )
                 result.loaded += len(report.loaded)
                 result.skipped += len(report.skipped)
                 result.failed += list(report.failed)

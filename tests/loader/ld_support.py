@@ -1,0 +1,166 @@
+"""Helpers shared by the loader tests: events, stored files, and the loader as a real process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from eventkit_core import TrackEvent, TypedEvent
+
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def track_events(count: int, *, start: int = 0, stream: str = "events") -> list[TypedEvent]:
+    """``count`` track events with message ids ``m-<start>`` ... (one minute apart)."""
+    out: list[TypedEvent] = []
+    for i in range(start, start + count):
+        at = T0 + timedelta(seconds=i)
+        payload = {
+            "type": "track",
+            "event": "Clicked",
+            "userId": f"u{i % 7}",
+            "messageId": f"m-{i}",
+        }
+        out.append(
+            TrackEvent(
+                message_id=f"m-{i}",
+                stream=stream,
+                received_at=at,
+                timestamp=at,
+                payload=msgspec.Raw(json.dumps(payload).encode()),
+                event="Clicked",
+                user_id=f"u{i % 7}",
+                properties=msgspec.Raw(b'{"i":' + str(i).encode() + b"}"),
+                source_id=i,
+            )
+        )
+    return out
+
+
+def in_files(events: Sequence[TypedEvent], per_file: int) -> list[list[TypedEvent]]:
+    return [list(events[i : i + per_file]) for i in range(0, len(events), per_file)]
+
+
+def loader_argv(*args: str) -> list[str]:
+    """The loader as a process, through the same entry point as the console script."""
+    return [sys.executable, "-m", "eventkit_loader", *args]
+
+
+def loader_env(**extra: str) -> dict[str, str]:
+    """The environment of a loader process: no EVENTKIT_/GCP_ settings leaking from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTKIT_", "GCP_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_loader(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        loader_argv(*args),
+        env=env or loader_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def query_json(data_dir: Path, sql: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """``eventkit-loader query --data-dir D --json SQL``: the one JSON array it prints."""
+    done = run_loader("query", "--data-dir", str(data_dir), "--json", sql, env=env)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert isinstance(rows, list)
+    return rows
+
+
+class LoaderProcess:
+    """A loader started with Popen; a thread collects its stderr lines."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            loader_argv(*args),
+            env=env or loader_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_line(self, match: Callable[[str], bool], within: float = 60) -> str:
+        """Wait until a stderr line matches (fails on timeout or when the process ends)."""
+        deadline = time.monotonic() + within
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if match(line):
+                        return line
+                seen = len(self.lines)
+                if not self._reader.is_alive():
+                    raise AssertionError(
+                        f"loader exited ({self.proc.poll()}) before the line:\n"
+                        + "\n".join(self.lines[-30:])
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        "timed out waiting for a line:\n" + "\n".join(self.lines[-30:])
+                    )
+                self._changed.wait(timeout=remaining)
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def all_stderr(self) -> str:
+        """Every stderr line (after the process ended)."""
+        self._reader.join(timeout=30)
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@contextlib.contextmanager
+def loader_process(*args: str, env: dict[str, str] | None = None) -> Iterator[LoaderProcess]:
+    """A loader process that is always killed and reaped at the end."""
+    process = LoaderProcess(*args, env=env)
+    try:
+        yield process
+    finally:
+        process.kill()
