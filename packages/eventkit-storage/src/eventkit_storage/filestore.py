@@ -19,6 +19,7 @@ import msgspec
 import pyarrow as pa
 from eventkit_core import DeadLetter, StoredFile, TypedEvent, validate_stream
 from opentelemetry import metrics
+from opentelemetry.metrics import MeterProvider
 
 from eventkit_storage.parquet import (
     dead_letters_to_table,
@@ -29,15 +30,32 @@ from eventkit_storage.parquet import (
 )
 from eventkit_storage.paths import SUFFIX, Kind, event_path, file_name, hour_of, parse_hour
 
-_meter = metrics.get_meter("eventkit_storage", version("eventkit-storage"))
-#: Exposed as ``eventkit_storage_bytes_written_total`` by the Prometheus exporter.
-BYTES_WRITTEN: Final = _meter.create_counter(
-    "eventkit_storage_bytes_written", unit="", description="Bytes written to storage"
-)
-#: Exposed as ``eventkit_storage_files_written_total`` (label ``storage_type``).
-FILES_WRITTEN: Final = _meter.create_counter(
-    "eventkit_storage_files_written", unit="", description="Files written to storage"
-)
+#: Counter names (the Prometheus exporter shows them with ``_total``), label ``storage_type``.
+BYTES_WRITTEN: Final = "eventkit_storage_bytes_written"
+FILES_WRITTEN: Final = "eventkit_storage_files_written"
+_VERSION: Final = version("eventkit-storage")
+
+
+class _Counters:
+    def __init__(self, meter_provider: MeterProvider | None) -> None:
+        meter = metrics.get_meter("eventkit_storage", _VERSION, meter_provider=meter_provider)
+        self.bytes = meter.create_counter(
+            BYTES_WRITTEN, unit="", description="Bytes written to storage"
+        )
+        self.files = meter.create_counter(
+            FILES_WRITTEN, unit="", description="Files written to storage"
+        )
+
+
+# One set of instruments per meter provider (None: the global one), made on first use.
+_counters: dict[int, tuple[MeterProvider | None, _Counters]] = {}
+
+
+def _counters_for(meter_provider: MeterProvider | None) -> _Counters:
+    entry = _counters.get(id(meter_provider))
+    if entry is None or entry[0] is not meter_provider:
+        entry = _counters[id(meter_provider)] = (meter_provider, _Counters(meter_provider))
+    return entry[1]
 
 
 class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,9 +105,12 @@ class _FileStore:
 
     _kind: Kind
 
-    def __init__(self, backend: FileBackend) -> None:
+    def __init__(
+        self, backend: FileBackend, *, meter_provider: MeterProvider | None = None
+    ) -> None:
         self.backend = backend
         self._failed = False
+        self._counters = _counters_for(meter_provider)
 
     def health_check(self) -> bool:
         """False while the last write failed or the backend is not usable."""
@@ -155,8 +176,8 @@ class _FileStore:
         created, size = await self.backend.create(path, data)
         if created:
             labels = {"storage_type": self.backend.storage_type}
-            BYTES_WRITTEN.add(len(data), labels)
-            FILES_WRITTEN.add(1, labels)
+            self._counters.bytes.add(len(data), labels)
+            self._counters.files.add(1, labels)
         return StoredFile(
             path=path,
             uri=self.backend.uri(path),

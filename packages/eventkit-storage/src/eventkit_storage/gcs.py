@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.cloud.storage.retry import DEFAULT_RETRY
+from opentelemetry.metrics import MeterProvider
 
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
 
@@ -129,9 +130,11 @@ class GCSEventStore(FileEventStore):
         client: storage.Client | None = None,
         project: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         super().__init__(
-            GCSFiles(bucket, prefix=prefix, client=client, project=project, timeout=timeout)
+            GCSFiles(bucket, prefix=prefix, client=client, project=project, timeout=timeout),
+            meter_provider=meter_provider,
         )
 
 
@@ -148,7 +151,9 @@ class GCSErrorStore(FileErrorStore):
         client: storage.Client | None = None,
         project: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         super().__init__(
-            GCSFiles(bucket, prefix=prefix, client=client, project=project, timeout=timeout)
+            GCSFiles(bucket, prefix=prefix, client=client, project=project, timeout=timeout),
+            meter_provider=meter_provider,
         )

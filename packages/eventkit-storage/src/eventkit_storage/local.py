@@ -15,6 +15,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from opentelemetry.metrics import MeterProvider
+
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
 
 
@@ -148,8 +150,8 @@ class LocalEventStore(FileEventStore):
 
     backend: LocalFiles
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(LocalFiles(root))
+    def __init__(self, root: str | Path, *, meter_provider: MeterProvider | None = None) -> None:
+        super().__init__(LocalFiles(root), meter_provider=meter_provider)
 
     @property
     def root(self) -> Path:
@@ -168,8 +170,8 @@ class LocalErrorStore(FileErrorStore):
 
     backend: LocalFiles
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(LocalFiles(root))
+    def __init__(self, root: str | Path, *, meter_provider: MeterProvider | None = None) -> None:
+        super().__init__(LocalFiles(root), meter_provider=meter_provider)
 
     @property
     def root(self) -> Path:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from eventkit_core import utcnow
+from opentelemetry.metrics import MeterProvider
 
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
 
@@ -49,14 +50,25 @@ class MemoryFiles:
 
 
 class MemoryEventStore(FileEventStore):
-    """An :class:`~eventkit_core.EventStore` holding its Parquet files in memory."""
+    """An :class:`~eventkit_core.EventStore` holding its Parquet files in memory.
 
-    def __init__(self) -> None:
-        super().__init__(MemoryFiles())
+    Pass the same :class:`MemoryFiles` to a :class:`MemoryErrorStore` to share one "root".
+    """
+
+    backend: MemoryFiles
+
+    def __init__(
+        self, files: MemoryFiles | None = None, *, meter_provider: MeterProvider | None = None
+    ) -> None:
+        super().__init__(files or MemoryFiles(), meter_provider=meter_provider)
 
 
 class MemoryErrorStore(FileErrorStore):
     """An :class:`~eventkit_core.ErrorStore` holding its Parquet files in memory."""
 
-    def __init__(self) -> None:
-        super().__init__(MemoryFiles())
+    backend: MemoryFiles
+
+    def __init__(
+        self, files: MemoryFiles | None = None, *, meter_provider: MeterProvider | None = None
+    ) -> None:
+        super().__init__(files or MemoryFiles(), meter_provider=meter_provider)
