@@ -65,7 +65,6 @@ def _context(rng: random.Random, page: str) -> dict[str, Any]:
             "title": "Acme - " + page.strip("/").replace("/", " ").title(),
             "url": "https://acme.example.com" + page,
         },
-        "campaign": {"name": "spring", "source": "newsletter", "medium": "email"},
         "userAgent": rng.choice(UAS),
     }
 
