@@ -1,0 +1,46 @@
+"""Under sustained appends and releases the WAL and the database file stay bounded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from eventkit_ring_buffer import RingBuffer
+
+MB = 1 << 20
+
+
+def size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("retention", [0.0, 0.05])
+async def test_wal_and_file_stay_bounded(tmp_path: Path, retention: float) -> None:
+    path = tmp_path / "wal.sqlite"
+    wal = Path(f"{path}-wal")
+    payload = b"p" * 700
+    written = peak_wal = peak_db = 0
+    async with RingBuffer(
+        path, wal_size_limit=MB, checkpoint_interval=0.02, retention_seconds=retention
+    ) as rb:
+        after = 0
+        for round_ in range(600):
+            await rb.append_many([payload] * 100)
+            written += 100 * len(payload)
+            if round_ % 3 == 2:  # a consumer a little behind the producers
+                entries = await rb.read_unpublished(after_id=after, limit=1000)
+                after = entries[-1].id
+                assert await rb.mark_published_range(entries[0].id, after) == len(entries)
+            peak_wal = max(peak_wal, size(wal))
+            peak_db = max(peak_db, size(path))
+        stats = await rb.stats()
+    assert written > 40 * MB
+    # SQLite's auto-checkpoint (1000 pages, ~4 MB) plus one batch; journal_size_limit trims it.
+    assert peak_wal < 8 * MB, peak_wal
+    assert peak_db < 12 * MB, peak_db
+    assert stats.unpublished <= 300
+    assert size(wal) == 0  # a clean close checkpoints and removes the WAL
