@@ -5,9 +5,7 @@ Heavy clients (google-cloud-*, duckdb) are imported only when their backend is c
 
 from __future__ import annotations
 
-import importlib
 import logging
-from types import ModuleType
 from typing import Any
 
 from eventkit_core import AdaptError, AdaptResult, ConfigurationError, RawEvent, SchemaAdapter
@@ -18,37 +16,38 @@ from eventkit_loader.settings import LoaderSettings
 log = logging.getLogger("eventkit_loader")
 
 
-def _module(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:  # pragma: no cover - a broken install
-        raise ConfigurationError(
-            f"{name} cannot be imported ({exc}): install eventkit-loader with its dependencies"
-        ) from exc
-
-
-def event_store(settings: LoaderSettings) -> Any:
+def event_store(settings: LoaderSettings, meter_provider: MeterProvider | None = None) -> Any:
     """The event store the collector writes to (a directory or a GCS bucket)."""
     if settings.event_store == "gcs":
-        gcs = _module("eventkit_storage.gcs")
-        return gcs.GCSEventStore(
-            settings.gcp_gcs_bucket, prefix=settings.gcs_prefix, project=settings.gcp_project_id
+        from eventkit_storage.gcs import GCSEventStore
+
+        assert settings.gcp_gcs_bucket is not None  # settings.check()
+        return GCSEventStore(
+            settings.gcp_gcs_bucket,
+            prefix=settings.gcs_prefix,
+            project=settings.gcp_project_id,
+            meter_provider=meter_provider,
         )
     from eventkit_storage.local import LocalEventStore
 
-    return LocalEventStore(settings.data_dir)
+    return LocalEventStore(settings.data_dir, meter_provider=meter_provider)
 
 
-def error_store(settings: LoaderSettings) -> Any:
+def error_store(settings: LoaderSettings, meter_provider: MeterProvider | None = None) -> Any:
     """The dead-letter store beside the event store."""
     if settings.event_store == "gcs":
-        gcs = _module("eventkit_storage.gcs")
-        return gcs.GCSErrorStore(
-            settings.gcp_gcs_bucket, prefix=settings.gcs_prefix, project=settings.gcp_project_id
+        from eventkit_storage.gcs import GCSErrorStore
+
+        assert settings.gcp_gcs_bucket is not None  # settings.check()
+        return GCSErrorStore(
+            settings.gcp_gcs_bucket,
+            prefix=settings.gcs_prefix,
+            project=settings.gcp_project_id,
+            meter_provider=meter_provider,
         )
     from eventkit_storage.local import LocalErrorStore
 
-    return LocalErrorStore(settings.data_dir)
+    return LocalErrorStore(settings.data_dir, meter_provider=meter_provider)
 
 
 def bigquery_client(settings: LoaderSettings) -> Any:

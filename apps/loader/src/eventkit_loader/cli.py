@@ -16,7 +16,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from eventkit_core import ConfigurationError, EventkitError, LoadReport
+from eventkit_core import (
+    ConfigurationError,
+    EventkitError,
+    InvalidStreamError,
+    LoadReport,
+    validate_stream,
+)
 from rich.console import Console
 
 from eventkit_loader import __version__, backends
@@ -52,6 +58,13 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return value
+
+
+def _stream(text: str) -> str:
+    try:
+        return validate_stream(text)
+    except InvalidStreamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _batch_files(text: str) -> int:
@@ -189,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Read the dead letters of a stream, adapt them again with the current rules file, store "
         "those that now pass as events (once), and report those that still fail.",
     )
-    replay.add_argument("--stream", required=True, help="stream whose dead letters to replay")
+    replay.add_argument(
+        "--stream", type=_stream, required=True, help="stream whose dead letters to replay"
+    )
     replay.add_argument(
         "--since", type=parse_since, help="only dead letters received since (YYYY-MM-DD)"
     )
@@ -238,9 +253,10 @@ def settings_from(args: argparse.Namespace) -> LoaderSettings:
 
 
 def _service(settings: LoaderSettings, telemetry: Telemetry | None = None) -> LoaderService:
+    provider = None if telemetry is None else telemetry.provider
     return LoaderService(
-        backends.event_store(settings),
-        backends.warehouse(settings, None if telemetry is None else telemetry.provider),
+        backends.event_store(settings, provider),
+        backends.warehouse(settings, provider),
         batch_files=settings.loader_batch_files,
         state=LoaderState(settings.state_path),
         metrics=None if telemetry is None else telemetry.metrics,
@@ -436,9 +452,6 @@ async def cmd_replay(
     dry_run: bool,
     as_json: bool,
 ) -> int:
-    from eventkit_core import validate_stream
-
-    validate_stream(stream)
     adapters = backends.ReplayAdapter(settings)
     report = await replay_dead_letters(
         stream,
