@@ -375,13 +375,14 @@ class Pipeline:
     def health(self) -> dict[str, bool]:
         status: dict[str, bool] = {"ring_buffer": self.started and self.ring is not None}
         if self.loader is not None:
-            status["event_store"] = _safe_health(self._event_store_of_loader())
+            try:
+                status["storage"] = bool(self.loader.health_check())
+            except Exception:
+                log.exception("storage health check failed")
+                status["storage"] = False
         if self._sink is not None:
             status.update(self._sink.health())
         return status
-
-    def _event_store_of_loader(self) -> Any:
-        return getattr(self.loader, "event_store", None) or self._event_store
 
     def ready(self) -> bool:
         return self.started and all(self.health().values())
@@ -521,12 +522,3 @@ class PubSubSink:
         except Exception:
             log.exception("Pub/Sub health check failed")
             return {"pubsub": False}
-
-
-def _safe_health(store: Any) -> bool:
-    if store is None:
-        return True
-    try:
-        return bool(store.health_check())
-    except Exception:
-        return False

@@ -76,9 +76,17 @@ def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool 
         settings.eventkit_port,
         "auto" if shard is None else shard,
     )
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers
+    # that is a no-op, so a graceful drain exits with status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _ignore)
     server.run(sockets=[sock])
     if not server.started:
         raise SystemExit(3)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    return None
 
 
 def _worker_main(settings: Settings, shard: int) -> None:
