@@ -491,7 +491,12 @@ async def cmd_replay(
 
 
 async def cmd_query(settings: LoaderSettings, sql: str, as_json: bool) -> int:
-    if settings.warehouse_kind == "duckdb" and not settings.duckdb_path.exists():
+    if settings.warehouse_kind != "duckdb":
+        raise ConfigurationError(
+            "query runs on the embedded DuckDB warehouse: for BigQuery use `bq query` or the "
+            "console (or pass --warehouse duckdb)"
+        )
+    if not settings.duckdb_path.exists():
         raise ConfigurationError(
             f"no warehouse at {settings.duckdb_path} yet: run `eventkit-loader once "
             f"--data-dir {settings.data_dir}` first (or check --data-dir)"
