@@ -113,7 +113,12 @@ class DuckDBWarehouseLoader:
     def _open(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if not read_only:
             self.database.parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect(read_only=read_only)
+        try:
+            con = self._connect(read_only=read_only)
+        except WarehouseError:
+            if not read_only:  # a pass that could not start
+                self._metrics.error()
+            raise
         try:
             yield con
         finally:
@@ -169,7 +174,7 @@ class DuckDBWarehouseLoader:
                     failed.append(uri)
                     self._metrics.error()
                     continue
-                key = path.resolve().as_uri()
+                key = path.absolute().as_uri()
                 if key in seen:
                     skipped.append(uri)
                     continue
@@ -220,7 +225,8 @@ class DuckDBWarehouseLoader:
         )
 
     def loaded_files(self) -> set[str]:
-        """The ``file://`` URIs (absolute, resolved) of every loaded file."""
+        """The ``file://`` URIs of every loaded file: absolute, symlinks kept (as LocalEventStore
+        names them)."""
         if not self.database.exists():
             return set()
         try:
