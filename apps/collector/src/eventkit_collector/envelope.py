@@ -128,11 +128,10 @@ def to_raw_events(
             p = peek(item)
         except (msgspec.DecodeError, RecursionError):  # not an object: the adapter dead-letters it
             p = _Peek()
-        message_id: str | None = None
-        given = _text(p.messageId)
-        if given is None:
-            message_id = stable_message_id(namespace, entry_id, index)
-        key = _text(p.userId) or _text(p.anonymousId) or given or message_id or ""
+        # The item's own messageId when it has one (dead letters keep it too), else one derived
+        # from the entry, so that a redelivered entry gives its events the same ids.
+        message_id = _text(p.messageId) or stable_message_id(namespace, entry_id, index)
+        key = _text(p.userId) or _text(p.anonymousId) or message_id
         if batch:
             kind = p.type
             item_stream = (
