@@ -66,11 +66,12 @@ def loader_env(**extra: str) -> dict[str, str]:
 
 
 def run_loader(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         loader_argv(*args),
         env=env or loader_env(),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
