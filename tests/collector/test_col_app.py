@@ -48,6 +48,9 @@ class RecordingLoader:
     async def add(self, item: Item) -> None:
         await self.submit([item])
 
+    def health_check(self) -> bool:
+        return True
+
     def events(self) -> list[TypedEvent]:
         return [i for i in self.items if isinstance(i, TypedEvent)]
 
