@@ -67,8 +67,8 @@ class Reader:
         return list(starmap(Entry, rows))
 
     def stats(self, max_entries: int, max_bytes: int) -> RingBufferStats:
-        rows, unpublished, nbytes, last_id = (
-            self._connection().execute(_schema.SELECT_COUNTS).fetchone()
+        rows, unpublished, nbytes, last_id = _schema.counts(
+            self._connection().execute(_schema.SELECT_COUNTERS).fetchone()
         )
         return RingBufferStats(
             size=rows,

@@ -36,8 +36,8 @@ Deliver = Callable[[list[Any], list[Any], "_schema.Counts | None", int, int], No
 # Under GIL contention from the event loop that is several times faster.
 _CHUNKS = (256, 64, 16, 4, 1)
 _INSERTS = {
-    n: "INSERT INTO entries (created_at, payload) VALUES "
-    + ", ".join(f"(?1, ?{i})" for i in range(2, n + 2))
+    n: "INSERT INTO entries (id, created_at, payload) VALUES "
+    + ", ".join(f"(?1 + {i}, ?2, ?{i + 3})" for i in range(n))
     for n in _CHUNKS
 }
 _IDS = "id IN (SELECT value FROM json_each(?))"
@@ -151,31 +151,19 @@ class Writer:
                 done_n += 1 if op == APPEND else len(arg)
                 done_bytes += nbytes
         try:
-            try:
-                outcome = self._write(jobs, check=False)
-            except _Overfull:
-                # Another process filled the file since this one last looked: decide per job.
-                outcome = self._write(jobs, check=True)
+            futures, results, counts, written, released = self._write(jobs)
         except Exception as exc:
             self._rollback()
             self._fail(jobs, storage_error(self.settings, exc), done_n, done_bytes)
             return
-        futures, results, counts, written, released = outcome
         if written:
             self._metrics.written.add(written)
         if released:
             self._metrics.marked_published.add(released)
         self._deliver(futures, results, counts, done_n, done_bytes)
 
-    def _write(
-        self, jobs: list[Job], *, check: bool
-    ) -> tuple[list[Any], list[Any], _schema.Counts, int, int]:
-        """One transaction for all jobs: (futures, results, new counts, written, released).
-
-        Without ``check`` it trusts the caller-side capacity check (exact within one process)
-        and verifies the total afterwards, raising :class:`_Overfull` (rolled back) if another
-        process's appends broke it.
-        """
+    def _write(self, jobs: list[Job]) -> tuple[list[Any], list[Any], _schema.Counts, int, int]:
+        """One transaction for all jobs: (futures, results, new counts, written, released)."""
         s = self.settings
         conn = self._conn
         assert conn is not None
@@ -183,9 +171,11 @@ class Writer:
         results: list[Any] = []
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
-        if check:
-            _, unpublished, unpublished_bytes, _ = conn.execute(_schema.SELECT_COUNTS).fetchone()
-        delta_n = delta_bytes = retained = released = 0
+        # Read under the write lock: includes every other process's commits.
+        next_id, unpublished, unpublished_bytes, retained = conn.execute(
+            _schema.SELECT_COUNTERS
+        ).fetchone()
+        released = 0
         # Releases first: they make room for the appends of the same batch.
         for op, arg, future, _nbytes in jobs:
             if op == RELEASE_IDS:
@@ -196,51 +186,38 @@ class Writer:
             else:
                 continue
             released += n
-            delta_n -= n
-            delta_bytes -= nbytes
+            unpublished -= n
+            unpublished_bytes -= nbytes
             futures.append(future)
             results.append(n)
-        if released and s.retention_seconds > 0:
-            retained = released
+        if s.retention_seconds > 0:
+            retained += released
+        first_id = next_id
         payloads: list[bytes] = []
-        accepted: list[tuple[Any, int, int]] = []  # future, offset, count (-1: one id)
         for op, arg, future, nbytes in jobs:
             if op > APPEND_MANY:
                 continue
             n = 1 if op == APPEND else len(arg)
-            if check and (
-                unpublished + delta_n + n > s.max_entries
-                or unpublished_bytes + delta_bytes + nbytes > s.max_bytes
-            ):
-                futures.append(future)
-                results.append(
-                    full_error(s, unpublished + delta_n, unpublished_bytes + delta_bytes)
-                )
+            futures.append(future)
+            if unpublished + n > s.max_entries or unpublished_bytes + nbytes > s.max_bytes:
+                # Only when another process filled it: this one checked before queueing.
+                results.append(full_error(s, unpublished, unpublished_bytes))
                 continue
-            delta_n += n
-            delta_bytes += nbytes
-            accepted.append((future, len(payloads), -1 if op == APPEND else n))
+            unpublished += n
+            unpublished_bytes += nbytes
             if op == APPEND:
+                results.append(next_id)
                 payloads.append(arg)
             else:
+                results.append(list(range(next_id, next_id + n)))
                 payloads.extend(arg)
+            next_id += n
         if payloads:
-            _insert(conn, payloads, now)
-        counts: _schema.Counts = conn.execute(
-            _schema.UPDATE_COUNTS, (delta_n, delta_bytes, retained)
-        ).fetchone()
-        if not check and (counts[1] > s.max_entries or counts[2] > s.max_bytes):
-            conn.execute("ROLLBACK")
-            raise _Overfull
+            _insert(conn, first_id, payloads, now)
+        counters = (next_id, unpublished, unpublished_bytes, retained)
+        conn.execute(_schema.UPDATE_COUNTERS, counters)
         conn.execute("COMMIT")
-        if payloads:
-            # One writer holds the lock: this batch's ids are consecutive, ending at last_id.
-            first = counts[3] - len(payloads) + 1
-            for future, offset, count in accepted:
-                futures.append(future)
-                start = first + offset
-                results.append(start if count < 0 else list(range(start, start + count)))
-        return futures, results, counts, len(payloads), released
+        return futures, results, _schema.counts(counters), len(payloads), released
 
     def _release(
         self, conn: sqlite3.Connection, where: str, params: tuple[Any, ...], now: float
@@ -275,9 +252,10 @@ class Writer:
                     f" LIMIT {_RETENTION_BATCH})",
                     cutoff,
                 ).rowcount
-                counts = conn.execute(_schema.UPDATE_COUNTS, (0, 0, -deleted)).fetchone()
+                conn.execute("UPDATE counters SET retained = retained - ?", (deleted,))
+                counters = conn.execute(_schema.SELECT_COUNTERS).fetchone()
                 conn.execute("COMMIT")
-                self._deliver([], [], counts, 0, 0)
+                self._deliver([], [], _schema.counts(counters), 0, 0)
                 if deleted >= _RETENTION_BATCH:
                     self._next_maintenance = 0.0  # more to delete: continue after the next batch
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -312,18 +290,14 @@ class Writer:
         return StorageError(f"ring buffer {self.settings.path} is closed: open it again first")
 
 
-def _insert(conn: sqlite3.Connection, payloads: list[bytes], now: float) -> None:
-    """Insert in order (ids follow the VALUES order)."""
+def _insert(conn: sqlite3.Connection, first_id: int, payloads: list[bytes], now: float) -> None:
+    """Insert with consecutive ids from ``first_id``, in order."""
     done, total = 0, len(payloads)
     for size in _CHUNKS:
         sql = _INSERTS[size]
         while total - done >= size:
-            conn.execute(sql, (now, *payloads[done : done + size]))
+            conn.execute(sql, (first_id + done, now, *payloads[done : done + size]))
             done += size
-
-
-class _Overfull(Exception):
-    """The optimistic capacity check failed inside the transaction (rolled back)."""
 
 
 def full_error(s: Settings, unpublished: int, unpublished_bytes: int) -> RingBufferFullError:
