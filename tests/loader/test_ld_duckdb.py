@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
+import threading
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pytest
 from eventkit_storage.local import LocalEventStore
 
 from tests.loader.ld_support import (
     in_files,
+    loader_env,
     loader_process,
     query_json,
     run_loader,
@@ -183,3 +189,84 @@ def test_sigterm_finishes_the_batch_in_flight_and_stops(tmp_path: Path) -> None:
     ids = _ids_in_raw_events(data)
     assert len(ids) == 1500
     assert max(ids.values()) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_run_serves_metrics_and_health_on_its_port(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _store(data, in_files(track_events(20), 5))
+    port = _free_port()
+    args = ("run", "--data-dir", str(data), "--interval", "3600", "--metrics-port", str(port))
+    with loader_process(*args) as loader:
+        loader.wait_for_line(lambda line: " pass: " in line)
+        status, text = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        values = {
+            line.split("{", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("eventkit_") and 'stage="pass"' not in line
+        }
+        assert values["eventkit_warehouse_loader_files_processed_total"] == 4.0
+        assert values["eventkit_warehouse_loader_oldest_unloaded_age_seconds"] == 0.0
+        assert values["eventkit_warehouse_loader_rows_loaded_total"] == 20.0
+        assert values["eventkit_warehouse_loader_pending_files"] == 0.0
+        assert "eventkit_uptime_seconds" in values
+        status, body = _get(f"http://127.0.0.1:{port}/health")
+        assert status == 200
+        health = json.loads(body)
+        assert health["status"] == "ok"
+        assert health["last_pass"]["loaded"] == 4
+        loader.signal(signal.SIGTERM)
+        assert loader.wait() == 0
+
+
+def test_disabled_warehouse_loads_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _store(data, [track_events(2)])
+    done = run_loader(
+        "once", "--data-dir", str(data), env=loader_env(EVENTKIT_WAREHOUSE_ENABLED="false")
+    )
+    assert done.returncode == 0, done.stderr
+    assert "disabled" in done.stderr
+    assert not (data / "warehouse.duckdb").exists()
+
+
+def test_query_waits_for_a_pass_holding_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _store(data, [track_events(2)])
+    assert run_loader("once", "--data-dir", str(data)).returncode == 0
+    writer = duckdb.connect(str(data / "warehouse.duckdb"))  # holds the file as a pass does
+    try:
+        impatient = run_loader(
+            "query",
+            "--data-dir",
+            str(data),
+            "--json",
+            "select 1",
+            env=loader_env(EVENTKIT_LOCK_TIMEOUT="0.2"),
+        )
+        assert impatient.returncode == 1
+        assert impatient.stdout == ""
+        assert "locked" in impatient.stderr
+        # Released while the next query (up to 10 s of patience) is starting or waiting.
+        release = threading.Timer(2.0, writer.close)
+        release.start()
+        rows = query_json(data, "select count(*) as n from events")
+        release.join()
+    finally:
+        writer.close()
+    assert rows == [{"n": 2}]
