@@ -159,3 +159,12 @@ async def test_newer_schema_is_refused(path: Path) -> None:
     conn.close()
     with pytest.raises(ConfigurationError, match="upgrade"):
         await RingBuffer(path).open()
+
+
+async def test_a_bad_release_fails_alone(path: Path) -> None:
+    async with RingBuffer(path) as rb:
+        append = asyncio.ensure_future(rb.append(b"fine"))
+        with pytest.raises(TypeError):
+            await rb.mark_published([object()])  # type: ignore[list-item]
+        assert await append == 1
+        assert await rb.mark_published(iter([1])) == 1

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from eventkit_core import BackpressureError, StorageError
 
 from eventkit_ring_buffer import _schema
@@ -26,7 +25,7 @@ from eventkit_ring_buffer.errors import RingBufferFullError
 APPEND, APPEND_MANY, RELEASE_IDS, RELEASE_RANGE, STOP, ABANDON = range(6)
 
 Job = tuple[int, Any, Any, int]
-"""(op, argument, asyncio future, payload bytes)."""
+"""(op, argument, asyncio future, payload bytes); RELEASE_IDS carries a JSON array."""
 
 Deliver = Callable[[list[Any], list[Any], "_schema.Counts | None", int, int], None]
 """(futures, results or exceptions, new counts, appended entries done, their bytes)."""
@@ -43,7 +42,6 @@ _INSERTS = {
 _IDS = "id IN (SELECT value FROM json_each(?))"
 _RANGE = "id BETWEEN ? AND ?"
 _RETENTION_BATCH = 10_000
-_json = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -179,8 +177,7 @@ class Writer:
         # Releases first: they make room for the appends of the same batch.
         for op, arg, future, _nbytes in jobs:
             if op == RELEASE_IDS:
-                params: tuple[Any, ...] = (_json.encode(arg).decode(),)
-                n, nbytes = self._release(conn, _IDS, params, now)
+                n, nbytes = self._release(conn, _IDS, (arg,), now)
             elif op == RELEASE_RANGE:
                 n, nbytes = self._release(conn, _RANGE, arg, now)
             else:

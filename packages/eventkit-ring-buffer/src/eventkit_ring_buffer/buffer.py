@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, cast
 
+import msgspec
 from eventkit_core import ConfigurationError, StorageError
 from opentelemetry.metrics import MeterProvider
 
@@ -29,6 +30,7 @@ from eventkit_ring_buffer._writer import (
 from eventkit_ring_buffer.errors import EntryTooLargeError
 
 Durability = Literal["normal", "full"]
+_json = msgspec.json.Encoder()
 
 
 class RingBuffer:
@@ -187,7 +189,9 @@ class RingBuffer:
         id_list = list(ids)
         if not id_list:
             return 0
-        return cast(int, await self._submit(RELEASE_IDS, id_list, 0, 0))
+        # Encoded here, so a bad id fails this call only, not the whole group commit.
+        ids_json = _json.encode(id_list).decode()
+        return cast(int, await self._submit(RELEASE_IDS, ids_json, 0, 0))
 
     async def mark_published_range(self, first_id: int, last_id: int) -> int:
         """Release every entry with ``first_id <= id <= last_id``; returns how many were new."""
