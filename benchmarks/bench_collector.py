@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).parent))
-from loadgen import run_load
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.loadgen import run_load
 
 RESULTS = Path(__file__).parent / "results" / "collector.json"
 
@@ -105,6 +105,7 @@ def scenario(
     start = time.monotonic()
     report = asyncio.run(run_load(url, mode=mode, duration=duration, connections=connections))
     stored_at = wait_rows(data, before + report["events_accepted"])
+    report = dict(report)
     e2e = report["events_accepted"] / (stored_at - start)
     report["end_to_end_events_per_s"] = round(e2e, 1)
     report["drain_after_load_s"] = round(stored_at - start - report["elapsed_s"], 2)
