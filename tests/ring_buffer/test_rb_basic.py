@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from eventkit_core import ConfigurationError, EventkitError, StorageError
-from eventkit_ring_buffer import Entry, RingBuffer
+from eventkit_ring_buffer import Entry, RingBuffer, _writer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -168,3 +168,22 @@ async def test_a_bad_release_fails_alone(path: Path) -> None:
             await rb.mark_published([object()])  # type: ignore[list-item]
         assert await append == 1
         assert await rb.mark_published(iter([1])) == 1
+
+
+async def test_an_unexpected_writer_error_fails_calls_instead_of_hanging(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_writer.Writer, "_maintain", broken)
+    async with RingBuffer(path, checkpoint_interval=0.001) as rb:
+        # Maintenance runs at the latest after the first batch and breaks the thread.
+        results = []
+        for _ in range(100):
+            results.append(await asyncio.gather(rb.append(b"x"), return_exceptions=True))
+            if isinstance(results[-1][0], StorageError):
+                break
+        assert "writer thread failed: RuntimeError('boom')" in str(results[-1][0])
+        with pytest.raises(StorageError, match="writer thread failed"):
+            await rb.append(b"y")

@@ -100,7 +100,13 @@ class Writer:
             return
         self.ready.set_result(opened)
         self._conn = conn
-        self._next_maintenance = time.monotonic() + s.checkpoint_interval
+        try:
+            self._serve()
+        except BaseException as exc:  # a bug: never leave a caller waiting forever
+            self._failing(exc)
+
+    def _serve(self) -> None:
+        self._next_maintenance = time.monotonic() + self.settings.checkpoint_interval
         get, get_nowait, empty = self.queue.get, self.queue.get_nowait, queue.Empty
         while True:
             try:
@@ -123,6 +129,17 @@ class Writer:
                 return
             if time.monotonic() >= self._next_maintenance:
                 self._maintain()
+
+    def _failing(self, exc: BaseException) -> None:
+        """After an unexpected error: fail every job with it until asked to stop."""
+        self._rollback()
+        error = StorageError(f"ring buffer {self.settings.path}: writer thread failed: {exc!r}")
+        while True:
+            job = self.queue.get()
+            if job[0] >= STOP:
+                self._finish(job)
+                return
+            self._fail([job], error)
 
     def _finish(self, job: Job) -> None:
         assert self._conn is not None
