@@ -160,78 +160,70 @@ class Writer:
                 return jobs
 
     def _batch(self, jobs: list[Job]) -> None:
-        done_n = done_bytes = 0
-        for op, arg, _future, nbytes in jobs:
-            if op <= APPEND_MANY:
-                done_n += 1 if op == APPEND else len(arg)
-                done_bytes += nbytes
         try:
-            futures, results, counts, written, released = self._write(jobs)
+            results, counts, written, released, done, done_bytes = self._write(jobs)
         except Exception as exc:
             self._rollback()
-            self._fail(jobs, storage_error(self.settings, exc), done_n, done_bytes)
+            self._fail(jobs, storage_error(self.settings, exc))
             return
         if written:
             self._metrics.written.add(written)
         if released:
             self._metrics.marked_published.add(released)
-        self._deliver(futures, results, counts, done_n, done_bytes)
+        self._deliver([job[2] for job in jobs], results, counts, done, done_bytes)
 
-    def _write(self, jobs: list[Job]) -> tuple[list[Any], list[Any], _schema.Counts, int, int]:
-        """One transaction for all jobs: (futures, results, new counts, written, released)."""
+    def _write(self, jobs: list[Job]) -> tuple[list[Any], _schema.Counts, int, int, int, int]:
+        """One transaction for all jobs, in queue order.
+
+        Returns (one result per job, new counts, entries written, entries released, entries
+        and bytes of the append jobs handled).
+        """
         s = self.settings
         conn = self._conn
         assert conn is not None
-        futures: list[Any] = []
         results: list[Any] = []
+        payloads: list[bytes] = []
+        released = done = done_bytes = 0
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         # Read under the write lock: includes every other process's commits.
         next_id, unpublished, unpublished_bytes, retained = conn.execute(
             _schema.SELECT_COUNTERS
         ).fetchone()
-        released = 0
-        # Releases first: they make room for the appends of the same batch.
-        for op, arg, future, _nbytes in jobs:
-            if op == RELEASE_IDS:
-                n, nbytes = self._release(conn, _IDS, (arg,), now)
-            elif op == RELEASE_RANGE:
-                n, nbytes = self._release(conn, _RANGE, arg, now)
-            else:
-                continue
-            released += n
-            unpublished -= n
-            unpublished_bytes -= nbytes
-            futures.append(future)
-            results.append(n)
+        first_id = next_id
+        for op, arg, _future, nbytes in jobs:
+            if op <= APPEND_MANY:
+                n = 1 if op == APPEND else len(arg)
+                done += n
+                done_bytes += nbytes
+                if unpublished + n > s.max_entries or unpublished_bytes + nbytes > s.max_bytes:
+                    # Only when another process filled it: this one checked before queueing.
+                    results.append(full_error(s, unpublished, unpublished_bytes))
+                    continue
+                unpublished += n
+                unpublished_bytes += nbytes
+                if op == APPEND:
+                    results.append(next_id)
+                    payloads.append(arg)
+                else:
+                    results.append(list(range(next_id, next_id + n)))
+                    payloads.extend(arg)
+                next_id += n
+            else:  # a release: of committed ids, never of this batch's new ones
+                where, params = (_IDS, (arg,)) if op == RELEASE_IDS else (_RANGE, arg)
+                n, nbytes = self._release(conn, where, params, now)
+                released += n
+                unpublished -= n
+                unpublished_bytes -= nbytes
+                results.append(n)
         if s.retention_seconds > 0:
             retained += released
-        first_id = next_id
-        payloads: list[bytes] = []
-        for op, arg, future, nbytes in jobs:
-            if op > APPEND_MANY:
-                continue
-            n = 1 if op == APPEND else len(arg)
-            futures.append(future)
-            if unpublished + n > s.max_entries or unpublished_bytes + nbytes > s.max_bytes:
-                # Only when another process filled it: this one checked before queueing.
-                results.append(full_error(s, unpublished, unpublished_bytes))
-                continue
-            unpublished += n
-            unpublished_bytes += nbytes
-            if op == APPEND:
-                results.append(next_id)
-                payloads.append(arg)
-            else:
-                results.append(list(range(next_id, next_id + n)))
-                payloads.extend(arg)
-            next_id += n
         if payloads:
             _insert(conn, first_id, payloads, now)
         counters = (next_id, unpublished, unpublished_bytes, retained)
         conn.execute(_schema.UPDATE_COUNTERS, counters)
         conn.execute("COMMIT")
-        return futures, results, _schema.counts(counters), len(payloads), released
+        return results, _schema.counts(counters), len(payloads), released, done, done_bytes
 
     def _release(
         self, conn: sqlite3.Connection, where: str, params: tuple[Any, ...], now: float
@@ -288,17 +280,13 @@ class Writer:
             except sqlite3.Error:
                 pass
 
-    def _fail(
-        self, jobs: list[Job], error: BaseException, done_n: int | None = None, done_bytes: int = 0
-    ) -> None:
+    def _fail(self, jobs: list[Job], error: BaseException) -> None:
         if not jobs:
             return
-        if done_n is None:
-            done_n = sum(
-                (1 if op == APPEND else len(arg)) for op, arg, _f, _b in jobs if op <= APPEND_MANY
-            )
-            done_bytes = sum(nbytes for op, _a, _f, nbytes in jobs if op <= APPEND_MANY)
-        self._deliver([job[2] for job in jobs], [error] * len(jobs), None, done_n, done_bytes)
+        appends = [(op, arg, nbytes) for op, arg, _f, nbytes in jobs if op <= APPEND_MANY]
+        done = sum(1 if op == APPEND else len(arg) for op, arg, _b in appends)
+        done_bytes = sum(nbytes for _op, _arg, nbytes in appends)
+        self._deliver([job[2] for job in jobs], [error] * len(jobs), None, done, done_bytes)
 
     def _closed_error(self) -> StorageError:
         return StorageError(f"ring buffer {self.settings.path} is closed: open it again first")
