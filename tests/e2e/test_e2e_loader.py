@@ -19,7 +19,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.conftest import StartCollector, wait_until
+from tests.e2e.conftest import CollectorProcess, StartCollector, wait_until
 from tests.emulators import BigQueryEmulator, GcsEmulator, short_retry
 from tests.loader.ld_support import loader_env, query_json, run_loader
 
@@ -36,7 +36,7 @@ def _rows(root: Path, kind: str = "events") -> int:
     return sum(pq.read_metadata(f).num_rows for f in base.rglob("*.parquet"))
 
 
-def _send(url: str) -> set[str]:
+def _send(cp: CollectorProcess) -> set[str]:
     """Segment calls, a batch and a schemaless event; returns the message ids sent."""
     ids: set[str] = set()
 
@@ -45,7 +45,7 @@ def _send(url: str) -> set[str]:
         ids.add(m["messageId"])
         return m
 
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=cp.url, timeout=30) as client:
         calls = [
             ("/v1/track", msg("track", event="Signed Up", properties={"plan": "pro"})),
             ("/v1/identify", msg("identify", traits={"email": "a@example.com"})),
@@ -64,7 +64,7 @@ def _send(url: str) -> set[str]:
         ]
         for path, body in calls:
             response = client.post(path, json=body)
-            assert response.status_code == 200, (path, response.text)
+            assert response.status_code == 200, (path, response.text, cp.log()[-3000:])
     return ids
 
 
@@ -73,7 +73,7 @@ def test_local_collector_files_load_into_duckdb_with_no_setting(
 ) -> None:
     data = tmp_path / "eventkit-data"  # the loader's default data dir, seen from tmp_path
     cp = collector_server(data, EVENTKIT_FLUSH_MAX_AGE="0.5")
-    sent = _send(cp.url)
+    sent = _send(cp)
     wait_until(lambda: _rows(data) == len(sent), 60, "the collector's Parquet files")
 
     done = run_loader("once", "--json", cwd=tmp_path)  # no --data-dir, no environment
@@ -148,7 +148,7 @@ def test_gcs_collector_files_load_into_bigquery(
         EVENTKIT_GCS_PREFIX="pipeline",
         EVENTKIT_FLUSH_MAX_AGE="0.5",
     )
-    sent = _send(cp.url)
+    sent = _send(cp)
     root = gcs_emulator.root / gcs_bucket / "pipeline"
     wait_until(lambda: _rows(root) == len(sent), 60, "the collector's objects in GCS")
 
