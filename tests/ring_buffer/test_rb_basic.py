@@ -150,6 +150,12 @@ async def test_not_a_ring_buffer_file(tmp_path: Path) -> None:
     assert isinstance(info.value, EventkitError)
 
 
+async def test_unusable_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StorageError, match="cannot create its directory"):
+        await RingBuffer(tmp_path / "file" / "rb.sqlite").open()
+
+
 async def test_newer_schema_is_refused(path: Path) -> None:
     async with RingBuffer(path):
         pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from eventkit_ring_buffer import RingBuffer
 
 from tests.ring_buffer._rb_helpers import integrity, parse_lines, read_all, start_child
@@ -14,7 +13,6 @@ from tests.ring_buffer.rb_child import payload
 TASKS, COUNT = 8, 150
 
 
-@pytest.mark.slow
 def test_two_processes_append_to_one_file(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
     children = [

@@ -114,7 +114,12 @@ class RingBuffer:
         if self._writer is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"ring buffer {self.path}: cannot create its directory: {exc}"
+            ) from exc
         writer = Writer(self._settings, self._deliver_threadsafe, self._metrics)
         instance_id, counts = await asyncio.wrap_future(writer.start())
         self._instance_id = instance_id
