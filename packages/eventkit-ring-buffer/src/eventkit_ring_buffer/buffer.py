@@ -154,12 +154,12 @@ class RingBuffer:
         self._writer = None
         self._metrics.buffers.discard(self)
         abandoned: list[sqlite3.Connection] = []
-        stopped = loop.create_future()
-        writer.queue.put((op, None, stopped, 0))
-        await stopped
+        # Reader first: the writer's connection, closing last, runs the final checkpoint.
         await loop.run_in_executor(reader.pool, reader.close, abandoned if op == ABANDON else None)
-        reader.pool.shutdown(wait=True)
-        writer.join()
+        reader.pool.shutdown(wait=False)
+        stopped = loop.create_future()
+        writer.queue.put((op, None, stopped, 0))  # after every write queued before it
+        await stopped
         return [*writer.abandoned, *abandoned]
 
     async def _abandon(self) -> list[sqlite3.Connection]:
