@@ -15,6 +15,7 @@ from eventkit_core import (
     AdaptResult,
     ConfigurationError,
     DeadLetter,
+    InvalidStreamError,
     RawEvent,
     SourceId,
     StorageError,
@@ -388,6 +389,14 @@ async def test_needs_an_adapter_and_an_error_store(
         await loader.add(RawEvent(payload={}))
     with pytest.raises(ConfigurationError, match="error_store"):
         await loader.submit([make_dead_letter()])
+    await loader.stop()
+
+
+async def test_invalid_stream_is_refused_at_once(make_event: MakeEvent) -> None:
+    loader = EventLoader(MemoryEventStore(), max_age=NEVER)
+    with pytest.raises(InvalidStreamError):
+        await loader.submit([make_event("fine"), make_event("no/slashes")])
+    assert loader.stats.buffered == 0  # nothing of a refused call is taken
     await loader.stop()
 
 

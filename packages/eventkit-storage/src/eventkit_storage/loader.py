@@ -35,6 +35,7 @@ from eventkit_core import (
     StorageError,
     StoredFile,
     TypedEvent,
+    validate_stream,
 )
 from eventkit_core.errors import ConfigurationError
 
@@ -144,6 +145,7 @@ class EventLoader:
         self.retry_max = retry_max
 
         self._streams: dict[tuple[_Kind, str], _Stream] = {}
+        self._valid_streams: set[str] = set()
         self._buffered = 0
         self._space = asyncio.Event()
         self._wake = asyncio.Event()
@@ -259,6 +261,10 @@ class EventLoader:
             return []
         if any(isinstance(i, DeadLetter) for i in items) and self.error_store is None:
             raise ConfigurationError("EventLoader got dead letters but has no error_store")
+        # Checked before anything is buffered, once per stream: a bad name would fail every
+        # write attempt of its batch, forever.
+        for name in {i.stream for i in items} - self._valid_streams:
+            self._valid_streams.add(validate_stream(name))
         if self._timer is None:
             await self.start()
         while self._buffered and self._buffered + len(items) > self.max_buffered_events:
