@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,18 @@ async def test_capacity_counts_other_instances_on_the_same_file(tmp_path: Path) 
         with pytest.raises(RingBufferFullError):
             await one.append(b"d")
         assert len(await one.read_unpublished()) == 3
+
+
+async def test_a_write_lock_held_too_long_is_backpressure(tmp_path: Path) -> None:
+    path = tmp_path / "rb"
+    async with RingBuffer(path, busy_timeout=0.05, retry_after=3) as rb:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        with pytest.raises(BackpressureError) as info:
+            await rb.append(b"x")
+        assert info.value.code == "ring_buffer_busy"
+        assert info.value.retry_after == 3
+        other.execute("COMMIT")
+        other.close()
+        assert await rb.append(b"x") == 1
+        assert (await rb.stats()).unpublished == 1  # the failed call left no trace
