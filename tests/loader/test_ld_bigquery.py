@@ -62,11 +62,17 @@ def test_gcs_files_load_into_bigquery_once(
     _store(bigquery_emulator, gcs_bucket, [[events[0], *track_events(1, start=100)]])  # a dup
     args, env = _args(bigquery_emulator, gcs_bucket, bigquery_dataset), _env(bigquery_emulator)
 
+    status = run_loader("status", *args, "--json", env=env)  # before the table exists
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert (info["pending"], info["loaded"]) == (5, 0)
+    assert "create-table" in info["note"]
     created = run_loader("create-table", *args, env=env)
     assert created.returncode == 0, created.stderr
     status = run_loader("status", *args, "--json", env=env)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["pending"] == 5
+    assert json.loads(status.stdout)["note"] is None
 
     done = run_loader("once", *args, "--json", "--batch-files", "2", env=env)
     assert done.returncode == 0, done.stderr

@@ -28,7 +28,7 @@ from rich.console import Console
 from eventkit_loader import __version__, backends
 from eventkit_loader.output import write_json, write_table
 from eventkit_loader.replay import replay_dead_letters
-from eventkit_loader.service import Backlog, LoaderService, PassResult, resolve
+from eventkit_loader.service import Backlog, LoaderService, PassResult, compute_backlog, resolve
 from eventkit_loader.settings import LoaderSettings, load_settings
 from eventkit_loader.state import LoaderState
 from eventkit_loader.telemetry import MetricsServer, Telemetry, configure_logging
@@ -420,17 +420,26 @@ async def cmd_create_table(settings: LoaderSettings, print_sql: bool) -> int:
 
 async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
     service = _service(settings)
+    note: str | None = None
     if settings.warehouse_kind == "duckdb" and not settings.duckdb_path.exists():
-        files = await service.list_files()
-        from eventkit_loader.service import compute_backlog
-
-        backlog = compute_backlog(files, set(), {})
+        ledger_missing = True
     else:
-        backlog = await service.backlog()
+        ledger_missing = False
+        try:
+            backlog = await service.backlog()
+        except Exception as exc:
+            if type(exc).__name__ != "NotFound":  # google.api_core: no dataset / ledger yet
+                raise
+            ledger_missing = True
+    if ledger_missing:
+        note = "the warehouse is not created yet: run `eventkit-loader create-table` or a pass"
+        failed = service.state.failed_files() if service.state is not None else {}
+        backlog = compute_backlog(await service.list_files(), set(), failed)
     info = {
         "source": _source_name(settings),
         "warehouse": _warehouse_name(settings),
         **backlog.as_dict(),
+        "note": note,
     }
     if as_json:
         print(json.dumps(info))
@@ -441,6 +450,8 @@ async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
     console.print(f"{'lag':>16}: {info['lag_seconds']:.1f} s", highlight=False)
     for uri, attempts in info["failed_files"].items():
         console.print(f"  failed x{attempts}: {uri}", highlight=False)
+    if note:
+        console.print(note, highlight=False)
     return EXIT_OK
 
 
@@ -563,6 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a backend's own error (HTTP, I/O): one line, details at DEBUG
+        log.debug("command failed", exc_info=True)
+        print(f"eventkit-loader: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover
