@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import msgspec
 import pytest
 from eventkit_collector.app import Collector, create_app
+from eventkit_collector.fastpath import FastIngest
 from eventkit_collector.pipeline import Pipeline
 from eventkit_collector.settings import Settings
 from eventkit_core import DeadLetter, StoredFile, TypedEvent
@@ -75,14 +77,24 @@ def _settings(tmp_path: Path, **kw: Any) -> Settings:
     )
 
 
-@pytest.fixture
+@pytest.fixture(params=["litestar", "fastpath"])
 async def client(
-    tmp_path: Path, patch_loader: None
-) -> AsyncIterator[tuple[AsyncTestClient[Any], Collector]]:
+    request: pytest.FixtureRequest, tmp_path: Path, patch_loader: None
+) -> AsyncIterator[tuple[Any, Collector]]:
+    """The Litestar app, and the served ASGI app (ingest fast path in front of it)."""
     collector = Collector(_settings(tmp_path))
     app = create_app(collector=collector)
-    async with AsyncTestClient(app) as c:
-        yield c, collector
+    if request.param == "litestar":
+        async with AsyncTestClient(app) as c:
+            yield c, collector
+        return
+    transport = httpx.ASGITransport(app=FastIngest(app, collector))
+    await collector.start()
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c, collector
+    finally:
+        await collector.stop()
 
 
 def loader_of(collector: Collector) -> RecordingLoader:
@@ -126,7 +138,7 @@ TRACK = {"type": "track", "userId": "u1", "event": "Clicked", "properties": {"a"
     ],
 )
 async def test_single_event_endpoints(
-    client: tuple[AsyncTestClient[Any], Collector],
+    client: tuple[Any, Collector],
     path: str,
     body: dict[str, Any],
     stream: str,
@@ -148,7 +160,7 @@ async def test_single_event_endpoints(
 
 
 async def test_batch_routes_items_by_type_and_merges_context(
-    client: tuple[AsyncTestClient[Any], Collector],
+    client: tuple[Any, Collector],
 ) -> None:
     c, collector = client
     body = {
@@ -189,7 +201,7 @@ async def test_batch_routes_items_by_type_and_merges_context(
     assert len({e.message_id for e in events if e.type == "identify"}) == 3
 
 
-async def test_body_forms(client: tuple[AsyncTestClient[Any], Collector]) -> None:
+async def test_body_forms(client: tuple[Any, Collector]) -> None:
     c, collector = client
     js = json.dumps(TRACK)
     forms = [
@@ -245,7 +257,7 @@ async def test_body_forms(client: tuple[AsyncTestClient[Any], Collector]) -> Non
     ],
 )
 async def test_client_errors(
-    client: tuple[AsyncTestClient[Any], Collector],
+    client: tuple[Any, Collector],
     path: str,
     data: bytes,
     headers: dict[str, str],
@@ -263,7 +275,7 @@ async def test_client_errors(
 
 
 async def test_json_that_does_not_fit_is_accepted_and_dead_lettered(
-    client: tuple[AsyncTestClient[Any], Collector],
+    client: tuple[Any, Collector],
 ) -> None:
     c, collector = client
     bodies = [
@@ -291,7 +303,7 @@ async def test_json_that_does_not_fit_is_accepted_and_dead_lettered(
 
 
 async def test_errors_are_json_and_never_500(
-    client: tuple[AsyncTestClient[Any], Collector],
+    client: tuple[Any, Collector],
 ) -> None:
     c, _ = client
     r = await c.get("/nope")
@@ -304,7 +316,7 @@ async def test_errors_are_json_and_never_500(
     assert r.status_code < 500
 
 
-async def test_health_ready_schema(client: tuple[AsyncTestClient[Any], Collector]) -> None:
+async def test_health_ready_schema(client: tuple[Any, Collector]) -> None:
     c, _ = client
     assert (await c.get("/health")).json() == {"status": "ok"}
     ready = await c.get("/ready")
@@ -315,7 +327,7 @@ async def test_health_ready_schema(client: tuple[AsyncTestClient[Any], Collector
         assert path in schema["paths"]
 
 
-async def test_cors_preflight(client: tuple[AsyncTestClient[Any], Collector]) -> None:
+async def test_cors_preflight(client: tuple[Any, Collector]) -> None:
     c, _ = client
     r = await c.options(
         "/v1/batch",

@@ -126,6 +126,15 @@ def collector_server(tmp_path: Path) -> Iterator[StartCollector]:
             return False
 
         wait_until(healthy, 90.0, "the collector to become ready")
+        for n in range(workers if workers > 1 else 0):  # worker n: /health on metrics_port + n
+
+            def worker_ready(n: int = n) -> bool:
+                with contextlib.suppress(httpx.HTTPError):
+                    url = f"http://127.0.0.1:{metrics_port + n}/health"
+                    return httpx.get(url, timeout=1.0).status_code == 200
+                return False
+
+            wait_until(worker_ready, 90.0, f"worker {n} to become ready")
         return cp
 
     yield start

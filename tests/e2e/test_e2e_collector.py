@@ -260,9 +260,9 @@ def test_sigterm_flushes_and_kill9_loses_nothing(
 @pytest.mark.slow
 def test_two_workers_share_the_port(collector_server: StartCollector, tmp_path: Path) -> None:
     cp = collector_server(workers=2, EVENTKIT_FLUSH_MAX_AGE="0.5")
-    batch = {"batch": [ev("identify") for _ in range(10)]}
     with httpx.Client(base_url=cp.url) as c:
         for _ in range(40):
+            batch = {"batch": [ev("identify") for _ in range(10)]}
             # a fresh connection each time so that both workers get some
             r = c.post("/v1/batch", json=batch, headers={"Connection": "close"})
             assert r.status_code == 200

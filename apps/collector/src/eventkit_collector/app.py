@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
+import msgspec
 from eventkit_core import validate_stream
 from eventkit_core.errors import InvalidStreamError
 from litestar import Litestar, MediaType, Request, Response, Router, get, post
@@ -129,13 +130,37 @@ class Collector:
     async def ingest(
         self, request: Request[Any, Any, Any], kind: Kind, source: str, stream: str | None
     ) -> Response[bytes]:
-        """Auth, read, check, append to the ring buffer, answer. Never raises."""
-        headers = request.headers
+        """The Litestar face of :meth:`ingest_raw`."""
+        client = request.scope.get("client")
+        status, body, headers = await self.ingest_raw(
+            request.headers,
+            request.scope.get("query_string", b""),
+            client[0] if client else None,
+            request.stream(),
+            kind,
+            source,
+            stream,
+        )
+        return _json(status, body, headers)
+
+    async def ingest_raw(
+        self,
+        headers: Mapping[str, str],
+        query: bytes,
+        peer: str | None,
+        chunks: AsyncIterator[bytes],
+        kind: Kind,
+        source: str,
+        stream: str | None,
+    ) -> tuple[int, bytes, dict[str, str] | None]:
+        """Auth, read, check, append to the ring buffer; ``(status, body, headers)``.
+
+        Never raises for anything a client sends.
+        """
         try:
             self.pipeline.check_capacity()
             write_key_id: str | None = None
             presented = basic_user(headers.get("authorization"))
-            query = request.scope.get("query_string", b"")
             if presented is None and query and b"writeKey" in query:
                 presented = dict(parse_qsl(query.decode("latin-1"))).get("writeKey") or None
             if self.keys.enabled:
@@ -146,7 +171,7 @@ class Collector:
             elif presented is not None:
                 write_key_id = key_id(presented)
             cap = wire_cap(kind, self.limits)
-            data = await read_capped(request.stream(), headers.get("content-length"), cap)
+            data = await read_capped(chunks, headers.get("content-length"), cap)
             encoding = headers.get("content-encoding")
             if encoding:
                 data = decompress(data, encoding, self.limits.max_batch_bytes)
@@ -160,8 +185,6 @@ class Collector:
                 write_key_id = self.keys.check(body_key) if self.keys.enabled else key_id(body_key)
             if self.keys.enabled and write_key_id is None:
                 raise unauthorized()
-            client = request.scope.get("client")
-            peer = client[0] if client else None
             ip = (
                 self.client_address.resolve(peer, headers.get("x-forwarded-for"))
                 if self.client_address.enabled
@@ -172,7 +195,7 @@ class Collector:
                 source=source,
                 stream=stream,
                 received_at=datetime.now(UTC),
-                body=_raw(data),
+                body=msgspec.Raw(data),
                 ip=ip,
                 user_agent=headers.get("user-agent"),
                 write_key_id=write_key_id,
@@ -180,17 +203,30 @@ class Collector:
             )
             await self.pipeline.accept(env, parsed)
             if self.metrics is not None:
-                self.metrics.events_received.add(len(parsed.items))
-            return _json(200, SUCCESS)
+                self.metrics.received(len(parsed.items))
+            return 200, SUCCESS, None
         except EdgeError as exc:
-            return _json(exc.status, exc.body(), exc.headers or None)
+            return exc.status, exc.body(), exc.headers or None
         except Overloaded as exc:
             retry = max(1, round(exc.retry_after))
-            return _json(
+            return (
                 503,
                 error_body("overloaded", f"{exc.message} (retry after {retry} s)"),
                 {"Retry-After": str(retry)},
             )
+
+    def routes(self) -> dict[str, tuple[str, Kind, str, str | None]]:
+        """Exact ingest paths -> (metric label, kind, source, stream)."""
+        out: dict[str, tuple[str, Kind, str, str | None]] = {
+            "/collect": ("/collect", Kind.COLLECT, "collect", "default")
+        }
+        for short, call in SHORT_PATHS.items():
+            stream = self.type_streams.get(call, "default")
+            out[f"/v1/{call}"] = (f"/v1/{call}", Kind.SINGLE, call, stream)
+            out[f"/v1/{short}"] = (f"/v1/{call}", Kind.SINGLE, call, stream)
+        for path in ("/v1/batch", "/v1/b", "/beacon/v1/batch"):
+            out[path] = ("/v1/batch", Kind.BATCH, "batch", None)
+        return out
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -298,25 +334,17 @@ class Collector:
         start = time.perf_counter()
         response = await self.ingest(request, kind, source, stream)
         if self.metrics is not None:
-            attrs = {"endpoint": label, "method": "POST"}
-            self.metrics.request_duration.record(time.perf_counter() - start, attrs)
-            self.metrics.requests.add(1, {**attrs, "status": str(response.status_code)})
+            self.metrics.request(
+                label, "POST", response.status_code or 200, time.perf_counter() - start
+            )
         return response
 
     def _count(
         self, label: str, request: Request[Any, Any, Any], response: Response[bytes]
     ) -> Response[bytes]:
         if self.metrics is not None:
-            self.metrics.requests.add(
-                1, {"endpoint": label, "method": "POST", "status": str(response.status_code)}
-            )
+            self.metrics.request(label, "POST", response.status_code or 200, 0.0)
         return response
-
-
-def _raw(data: bytes) -> Any:
-    import msgspec
-
-    return msgspec.Raw(data)
 
 
 _DESCRIPTION: Final = (

@@ -118,8 +118,14 @@ class CollectorMetrics:
         meter = metrics.get_meter(METER_NAME, __version__)
         self._start = time.monotonic()
         self._health = health or (dict)
-        self.requests = meter.create_counter(
-            "eventkit_api_requests", unit="", description="HTTP requests"
+        # Hot-path counts are kept in plain ints and read by the exporter at scrape time.
+        self._requests: dict[tuple[str, str, str], int] = {}
+        self._received = 0
+        meter.create_observable_counter(
+            "eventkit_api_requests",
+            callbacks=[self._observe_requests],
+            unit="",
+            description="HTTP requests",
         )
         self.request_duration = meter.create_histogram(
             "eventkit_api_request_duration",
@@ -127,8 +133,11 @@ class CollectorMetrics:
             description="HTTP request latency",
             explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
         )
-        self.events_received = meter.create_counter(
-            "eventkit_events_received", unit="", description="Events received at ingestion"
+        meter.create_observable_counter(
+            "eventkit_events_received",
+            callbacks=[self._observe_received],
+            unit="",
+            description="Events received at ingestion",
         )
         self.events_processed = meter.create_counter(
             "eventkit_events_processed", unit="", description="Events successfully processed"
@@ -157,6 +166,22 @@ class CollectorMetrics:
             description="Component health (1 for the current status)",
         )
         self._reasons: set[str] = set()
+
+    def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one HTTP request (endpoint is the route template: bounded)."""
+        key = (endpoint, method, str(status))
+        self._requests[key] = self._requests.get(key, 0) + 1
+        self.request_duration.record(seconds, {"endpoint": endpoint, "method": method})
+
+    def received(self, n: int) -> None:
+        self._received += n
+
+    def _observe_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (endpoint, method, status), n in list(self._requests.items()):
+            yield Observation(n, {"endpoint": endpoint, "method": method, "status": status})
+
+    def _observe_received(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self._received)
 
     def reason_label(self, code: str) -> str:
         if code in self._reasons:

@@ -48,13 +48,13 @@ def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool 
     """Run one server process until SIGTERM/SIGINT (then drain and flush)."""
     import uvicorn
 
-    from eventkit_collector.app import create_app
+    from eventkit_collector.fastpath import create_asgi
 
     configure_logging(settings.eventkit_log_level)
     metrics_port = settings.eventkit_metrics_port
     if shard is not None and metrics_port:
         metrics_port += shard
-    app = create_app(settings, shard=shard, metrics_port=metrics_port)
+    app = create_asgi(settings, shard=shard, metrics_port=metrics_port)
     config = uvicorn.Config(
         app,
         host=settings.eventkit_host,
@@ -152,6 +152,7 @@ def serve(settings: Settings) -> int:
             p.kill()
             p.join()
             exit_code = 1
-        elif p.exitcode not in (0, None):
-            exit_code = exit_code or int(p.exitcode or 0)
+        elif p.exitcode not in (0, None, -signal.SIGTERM):
+            # (-SIGTERM: stopped while still starting, before it could accept anything)
+            exit_code = exit_code or 1
     return exit_code
