@@ -51,3 +51,13 @@ def test_table_shows_values_without_markup_and_counts_rows() -> None:
     assert '{"a": 1}' in text
     assert "NULL" in text
     assert "2 rows" in text
+
+
+def test_wide_rows_are_shown_expanded() -> None:
+    console = Console(record=True, width=60, color_system=None)
+    columns = [f"column_{i}" for i in range(10)]
+    write_table(columns, [tuple(f"value-{i}" for i in range(10))], console)
+    text = console.export_text()
+    assert "-[ row 1 ]" in text
+    assert "column_9 | value-9" in text
+    assert "1 row" in text

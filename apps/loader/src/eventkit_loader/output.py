@@ -68,11 +68,37 @@ def _cell(value: Any) -> str:
 def write_table(
     columns: Sequence[str], rows: Sequence[Sequence[Any]], console: Console, max_width: int = 60
 ) -> None:
-    """A rich table, long cells cut to ``max_width`` characters, with a row count below."""
-    table = Table(show_lines=False, header_style="bold")
-    for name in columns:
-        table.add_column(Text(name), overflow="ellipsis", max_width=max_width, no_wrap=True)
-    for row in rows:
-        table.add_row(*(Text(_cell(v)) for v in row))
-    console.print(table)
+    """A rich table, long cells cut to ``max_width`` characters, with a row count below.
+
+    When the columns cannot fit the console (``select *``), each row is printed as a block of
+    ``column: value`` lines instead (like psql's expanded display).
+    """
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [
+        min(max_width, max([len(name), *(len(r[i]) for r in cells)]))
+        for i, name in enumerate(columns)
+    ]
+    if sum(w + 3 for w in widths) + 1 > console.width and len(columns) > 1:
+        _write_expanded(columns, cells, console, max_width)
+    else:
+        table = Table(show_lines=False, header_style="bold")
+        for name in columns:
+            table.add_column(Text(name), overflow="ellipsis", max_width=max_width, no_wrap=True)
+        for row in cells:
+            table.add_row(*(Text(c) for c in row))
+        console.print(table)
     console.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}", style="dim")
+
+
+def _write_expanded(
+    columns: Sequence[str], cells: Sequence[Sequence[str]], console: Console, max_width: int
+) -> None:
+    label = max(len(c) for c in columns)
+    room = max(20, console.width - label - 3)
+    for n, row in enumerate(cells, 1):
+        console.print(
+            Text(f"-[ row {n} ]" + "-" * max(0, min(console.width, 60) - 12)), style="dim"
+        )
+        for name, value in zip(columns, row, strict=True):
+            shown = value if len(value) <= room else value[: room - 1] + "…"
+            console.print(Text(f"{name:<{label}} | ") + Text(shown), soft_wrap=True)
