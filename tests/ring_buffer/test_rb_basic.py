@@ -25,6 +25,7 @@ async def test_append_read_release_reopen(path: Path, durability: str) -> None:
     async with RingBuffer(path, durability=durability) as rb:  # type: ignore[arg-type]
         assert rb._writer is not None
         assert rb._writer.pragmas["journal_mode"] == "wal"
+        assert rb._writer.pragmas["wal_autocheckpoint"] == (64 << 20) // 2 // 4096
         assert rb._writer.pragmas["synchronous"] == (1 if durability == "normal" else 2)
         first = await rb.append(b"one")
         rest = await rb.append_many([b"two", b"three", b""])
