@@ -143,6 +143,13 @@ def test_bad_settings() -> None:
         RingBuffer("x", checkpoint_interval=0)
 
 
+async def test_read_limit_must_be_positive(path: Path) -> None:
+    async with RingBuffer(path) as rb:
+        await rb.append(b"x")
+        with pytest.raises(ConfigurationError, match="limit"):
+            await rb.read_unpublished(limit=-1)
+
+
 async def test_not_a_ring_buffer_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database" * 100)

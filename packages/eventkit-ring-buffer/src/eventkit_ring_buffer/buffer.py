@@ -269,6 +269,8 @@ class RingBuffer:
 
     async def read_unpublished(self, after_id: int = 0, limit: int = 1000) -> list[Entry]:
         """Unreleased entries with ``id > after_id``, ordered by id, at most ``limit``."""
+        if limit < 1:  # SQLite would read a negative LIMIT as "no limit"
+            raise ConfigurationError(f"limit must be at least 1 (got {limit})")
         reader, loop = self._reader, self._loop
         if reader is None or loop is None or self._writer is None:
             raise StorageError(f"ring buffer {self.path} is not open: await open() first")
