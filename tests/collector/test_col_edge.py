@@ -215,3 +215,49 @@ def test_client_address() -> None:
     assert proxies.resolve("10.0.0.1", "1.2.3.4, 10.0.0.2") == "1.2.3.4"
     assert proxies.resolve("8.8.8.8", "1.2.3.4") == "8.8.8.8"
     assert ClientAddress(["*"]).resolve("10.0.0.1", "5.6.7.8, 1.2.3.4") == "5.6.7.8"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": [1, 2e999]}',
+        b'{"a":-1E+999}',
+        b'{"a": 100000000000000000000000000e300}',
+        b'{"batch": [{"x": 1.5e400}]}',
+        b'{"batch": [{"x": 99999999999999999999}]}',
+        b'{"sentAt": 1e999, "batch": []}',
+        b"[\n  1e999]",
+    ],
+)
+def test_numbers_out_of_range_anywhere_are_400(body: bytes) -> None:
+    for kind in Kind:
+        with pytest.raises(EdgeError) as info:
+            parse_body(kind, body, LIMITS)
+        assert info.value.code == "invalid_json", kind
+
+
+def test_hex_and_digits_in_strings_are_not_numbers() -> None:
+    body = (
+        b'{"batch": [{"messageId": "5f0c4e123-04e000-9e+000", "n": "12345678901234567890123",'
+        b' "x": 1e300, "y": 1.5e-999}]}'
+    )
+    parsed = parse_body(Kind.BATCH, body, LIMITS)
+    assert len(parsed.items) == 1
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"a": 1', b'{"a": 1}}', b"[1,]", b'{"a": "\\x"}', b"nul", b'{"a":\x01}']
+)
+def test_syntax_errors_are_400_on_every_kind(body: bytes) -> None:
+    for kind in Kind:
+        with pytest.raises(EdgeError) as info:
+            parse_body(kind, body, LIMITS)
+        assert info.value.code == "invalid_json", kind
+
+
+def test_fast_stable_message_id_equals_the_core_one() -> None:
+    from eventkit_collector.envelope import stable_message_id
+    from eventkit_core import stable_message_id as core
+
+    for entry, index in [(1, 0), (42, 7), (10**12, 2499)]:
+        assert stable_message_id("ns-1", entry, index) == core("ns-1", entry, index)

@@ -92,7 +92,12 @@ _TOP: Final = msgspec.json.Decoder(_Top)
 _LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
-_DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_SKIP: Final = msgspec.json.Decoder(msgspec.Raw)
+#: digits -> "0", "E" -> "e": number shapes become searchable with bytes.find.
+_NUMBER_SHAPES: Final = bytes.maketrans(b"123456789E", b"000000000e")
+_MANTISSA: Final = b"0123456789."
+_MINUS: Final = ord("-")
+_BEFORE_VALUE: Final = b":,["
 _LONG_DIGITS: Final = b"0" * 19
 _WS: Final = b" \t\r\n"
 
@@ -128,13 +133,46 @@ def _has_wide_int(value: Any) -> bool:
     return False
 
 
-def check_json(data: bytes) -> None:
-    """Raise ``invalid_json`` unless ``data`` is one JSON value msgspec decodes losslessly."""
+def _check_text(data: bytes) -> None:
     if not data.isascii():
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise invalid_json(f"invalid UTF-8 at byte {exc.start}") from None
+
+
+def _number_at(data: bytes, e: int) -> bool:
+    """True when the ``e`` at ``e`` is the exponent of a JSON number (not text in a string)."""
+    j = e - 1
+    while j >= 0 and data[j] in _MANTISSA:
+        j -= 1
+    if j >= 0 and data[j] == _MINUS:
+        j -= 1
+    while j >= 0 and data[j] in _WS:
+        j -= 1
+    return j < 0 or data[j] in _BEFORE_VALUE
+
+
+def _suspicious_numbers(data: bytes) -> tuple[bool, bool]:
+    """(may hold a float out of range, may hold an integer beyond 64 bits), cheaply.
+
+    Skipping a value (as the structural decode does) does not check its numbers. A float out
+    of range needs an exponent of 3+ digits or a mantissa of 19+ digits; an integer beyond 64
+    bits has 19+ digits. Only when such a token may be present is the body decoded in full.
+    """
+    t = data.translate(_NUMBER_SHAPES)
+    if _LONG_DIGITS in t:
+        return True, True
+    for pattern in (b"e000", b"e+000"):
+        i = t.find(pattern)
+        while i != -1:
+            if _number_at(data, i):
+                return True, False
+            i = t.find(pattern, i + 1)
+    return False, False
+
+
+def _full_check(data: bytes, wide: bool) -> None:
     try:
         value = _ANY.decode(data)
     except RecursionError:
@@ -143,8 +181,30 @@ def check_json(data: bytes) -> None:
         raise invalid_json(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise invalid_json(str(exc)) from None
-    if _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO) and _has_wide_int(value):
+    if wide and _has_wide_int(value):
         raise invalid_json("an integer does not fit in 64 bits")
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes) -> Any:
+    """Structural decode (syntax, nesting, trailing bytes), errors as ``invalid_json``."""
+    try:
+        return decoder.decode(data)
+    except RecursionError:
+        raise invalid_json("nested too deeply") from None
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError as exc:
+        raise invalid_json(str(exc)) from None
+
+
+def check_json(data: bytes) -> None:
+    """Raise ``invalid_json`` unless ``data`` is one JSON value msgspec decodes losslessly."""
+    _check_text(data)
+    floats, ints = _suspicious_numbers(data)
+    if floats or ints:
+        _full_check(data, ints)
+    else:
+        _decode(_SKIP, data)
 
 
 def _first_byte(data: bytes) -> int:
@@ -164,19 +224,31 @@ def parse_body(kind: Kind, data: bytes, limits: Limits) -> Parsed:
         raise too_large(f"the event is {size} bytes", f"{limits.max_event_bytes} bytes per event")
     if size > limits.max_batch_bytes:
         raise too_large(f"the body is {size} bytes", f"{limits.max_batch_bytes} bytes per request")
-    check_json(data)
+    _check_text(data)
+    floats, ints = _suspicious_numbers(data)
+    if floats or ints:
+        _full_check(data, ints)
     if kind is Kind.BATCH:
         return _parse_batch(data, first, limits)
     write_key: str | None = None
     if first == ord("{"):
-        top = _TOP.decode(data)
+        top = _top(data)
         write_key = top.writeKey if isinstance(top.writeKey, str) else None
         return Parsed(items=[msgspec.Raw(data)], write_key=write_key)
     if kind is Kind.COLLECT and first == ord("["):
-        items = _LIST.decode(data)
+        items = _decode(_LIST, data)
         _check_count(len(items), limits)
         return Parsed(items=items)
+    _decode(_SKIP, data)
     return Parsed(items=[msgspec.Raw(data)])
+
+
+def _top(data: bytes) -> _Top:
+    try:
+        top: _Top = _decode(_TOP, data)
+    except msgspec.ValidationError as exc:  # sentAt / writeKey hold a number out of range
+        raise invalid_json(str(exc)) from None
+    return top
 
 
 def _check_count(n: int, limits: Limits) -> None:
@@ -188,8 +260,9 @@ def _check_count(n: int, limits: Limits) -> None:
 
 def _parse_batch(data: bytes, first: int, limits: Limits) -> Parsed:
     if first != ord("{"):
+        _decode(_SKIP, data)
         return Parsed(items=[msgspec.Raw(data)], unfit="a batch body must be a JSON object")
-    top = _TOP.decode(data)
+    top = _top(data)
     write_key = top.writeKey if isinstance(top.writeKey, str) else None
     if not top.batch:
         return Parsed(
