@@ -123,3 +123,42 @@ def test_bad_batch_sent_at_is_ignored() -> None:
 def test_adapt_many() -> None:
     results = ADAPTER.adapt_many([RawEvent(payload={"a": 1}), RawEvent(payload=[1])])
     assert [r.ok for r in results] == [True, False]
+
+
+def test_every_segment_named_column_is_filled() -> None:
+    payload = {
+        "type": "signup",
+        "userId": "u",
+        "anonymousId": "a",
+        "event": "e",
+        "name": "n",
+        "category": "c",
+        "groupId": "g",
+        "previousId": "p",
+        "properties": {"x": 1},
+        "traits": {"y": 2},
+        "integrations": {"All": True},
+    }
+    event = adapt(payload, ip="1.2.3.4")
+    d = event.to_dict()
+    assert d["type"] == "signup"
+    assert (d["event"], d["name"], d["category"], d["group_id"], d["previous_id"]) == tuple("encgp")
+    assert (d["properties"], d["traits"], d["integrations"]) == ({"x": 1}, {"y": 2}, {"All": True})
+    assert d["context"] == {"ip": "1.2.3.4"}
+
+
+@pytest.mark.parametrize("kind", ["", None, 3])
+def test_type_is_custom_unless_a_non_empty_string(kind: Any) -> None:
+    assert adapt({"type": kind}).type == "custom"
+
+
+def test_adapt_many_matches_adapt() -> None:
+    raws = [
+        RawEvent(payload=msgspec.Raw(b'{"userId":"u","messageId":"m1","context":{}}'), ip="1"),
+        RawEvent(payload=msgspec.Raw(b"[1]")),
+        RawEvent(payload=msgspec.Raw(b'{"messageId":"m2","timestamp":1709294390,"name":5}')),
+        RawEvent(payload=msgspec.Raw(b"{")),
+    ]
+    many = GenericAdapter().adapt_many(raws)
+    assert many == [GenericAdapter().adapt(raw) for raw in raws]
+    assert [r.ok for r in many] == [True, False, True, False]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
@@ -570,3 +570,144 @@ def test_adapt_many_matches_adapt() -> None:
     single = [ADAPTER.adapt(raw) for raw in raws]
     assert [r.error for r in many] == [r.error for r in single]
     assert [r.event for r in many] == [r.event for r in single]
+
+
+# --- fast-path edges (the hot path builds events with at most 15 keywords, then sets the rest) --
+
+
+@pytest.mark.parametrize("kind", ["identify", "track", "page", "screen", "group", "alias"])
+def test_rare_fields_are_kept_on_every_call(kind: str) -> None:
+    payload = {
+        "type": kind,
+        "userId": "u",
+        "event": "e",
+        "name": "n",
+        "category": "c",
+        "groupId": "g",
+        "previousId": "p",
+    }
+    event = ok(payload)
+    assert (event.event, event.name, event.category) == ("e", "n", "c")
+    assert (event.group_id, event.previous_id) == ("g", "p")
+    assert (event.user_id, event.anonymous_id) == ("u", None)
+
+
+def test_null_and_absent_rare_fields_stay_none() -> None:
+    event = ok({"type": "page", "userId": "u", "name": None, "category": None, "groupId": None})
+    assert (event.name, event.category, event.group_id, event.previous_id) == (None,) * 4
+
+
+def test_strict_decode_failures_fall_back_with_the_same_result() -> None:
+    # Each of these fails the strict decode (number ids and times, naive ISO, raw bytes with a
+    # wrong-typed field) and is normalised or rejected by the lenient decode.
+    received = ts("2024-03-01T12:00:00Z")
+    event = ok(
+        {
+            "type": "track",
+            "userId": 42,
+            "event": "e",
+            "timestamp": 1709294390000,
+            "sentAt": "2024-03-01T11:59:55",
+        },
+        received_at=received,
+    )
+    assert event.user_id == "42"
+    assert event.original_timestamp == ts("2024-03-01T11:59:50Z")
+    assert event.sent_at == ts("2024-03-01T11:59:55Z")
+    assert event.timestamp == received - timedelta(seconds=5)
+    code, _ = err({"type": "track", "userId": "u", "event": 1})
+    assert code == "wrong_type"
+
+
+def test_received_at_time_zone_is_kept_by_skew_correction() -> None:
+    received = datetime(2024, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    event = ok(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "e",
+            "timestamp": "2024-03-01T11:59:50Z",
+            "sentAt": "2024-03-01T11:59:55Z",
+        },
+        received_at=received,
+    )
+    assert event.timestamp == received - timedelta(seconds=5)
+    assert event.timestamp.utcoffset() == timedelta(hours=2)
+
+
+def test_timestamp_overflow_keeps_the_original_time() -> None:
+    event = ok(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "e",
+            "timestamp": "0001-01-01T00:00:01Z",
+            "sentAt": "9999-12-31T00:00:00Z",
+        },
+        received_at=ts("2024-03-01T12:00:00Z"),
+    )
+    assert event.timestamp == ts("0001-01-01T00:00:01Z")
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        (b"{}", b'{"ip":"1.2.3.4","userAgent":"UA"}'),
+        (b"{ }", b'{"ip":"1.2.3.4","userAgent":"UA"}'),
+        (b'{"a":{"b":"{"}}', b'{"ip":"1.2.3.4","userAgent":"UA","a":{"b":"{"}}'),
+        (b'{"userAgent":"mine"}', b'{"ip":"1.2.3.4","userAgent":"mine"}'),
+        (b'{"ip":"9"}', b'{"userAgent":"UA","ip":"9"}'),
+        (b'{"ip":"9","userAgent":"mine"}', b'{"ip":"9","userAgent":"mine"}'),
+        (b'{"page":{"ip":"x","userAgent":"y"}}', None),
+    ],
+)
+def test_request_context_splice_bytes(context: bytes, expected: bytes | None) -> None:
+    body = b'{"type":"identify","userId":"u","context":' + context + b"}"
+    for adapter in (ADAPTER, SegmentSchemaAdapter()):
+        event = adapter.adapt(
+            RawEvent(payload=msgspec.Raw(body), ip="1.2.3.4", user_agent="UA")
+        ).event
+        assert event is not None
+        assert event.context is not None
+        if expected is not None:
+            assert bytes(event.context) == expected
+        assert event.to_dict()["context"] == {
+            "ip": "1.2.3.4",
+            "userAgent": "UA",
+            **msgspec.json.decode(context),
+        }
+
+
+def test_adapt_many_over_a_mixed_batch_matches_adapt() -> None:
+    sent_at = "2024-03-01T11:59:55Z"
+    payloads: list[Any] = [
+        {"type": "track", "userId": "u", "event": "e", "timestamp": "2024-03-01T11:59:50Z"},
+        {"type": "track", "userId": "u"},
+        {"type": "page", "anonymousId": "a", "name": "Home", "timestamp": 1709294390},
+        {"type": "group", "userId": "u", "groupId": 7, "traits": None},
+        {"type": "alias", "userId": "u", "previousId": "p", "context": [1]},
+        {"type": "identify", "userId": "u", "traits": {"a": 1}, "messageId": "m" * 101},
+        "not an object",
+    ]
+    raws = [
+        RawEvent(
+            payload=msgspec.Raw(msgspec.json.encode(p)),
+            source="batch",
+            ip="1.2.3.4",
+            user_agent="UA",
+            message_id=f"m{i}",
+            batch_sent_at=sent_at,
+            received_at=ts("2024-03-01T12:00:00Z"),
+        )
+        for i, p in enumerate(payloads)
+    ]
+    many = SegmentSchemaAdapter().adapt_many(raws)
+    single = [SegmentSchemaAdapter().adapt(raw) for raw in raws]
+    assert many == single
+    assert [r.ok for r in many] == [True, False, True, True, False, False, False]
+    assert [r.error.code for r in many if r.error is not None] == [
+        "missing_field",
+        "wrong_type",
+        "invalid_message_id",
+        "not_an_object",
+    ]

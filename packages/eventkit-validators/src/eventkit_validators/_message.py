@@ -7,6 +7,7 @@ normalised or reported in Python. Nested maps always stay :class:`msgspec.Raw`.
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -21,6 +22,9 @@ _NULL: Final = b"null"
 _OPEN_BRACE: Final = ord("{")
 _N: Final = ord("n")
 _TS_HINT: Final = "send ISO 8601 (2024-01-31T12:00:00Z) or Unix seconds or milliseconds"
+
+#: ``first_byte(raw)[0]``: the first byte of a non-empty buffer, without a memoryview or a copy.
+first_byte: Final = struct.Struct("B").unpack_from
 
 TzDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
@@ -72,7 +76,8 @@ class _ContextKeys(msgspec.Struct):
     userAgent: Any = msgspec.UNSET
 
 
-_STRICT: Final = msgspec.json.Decoder(_Strict)
+STRICT: Final = msgspec.json.Decoder(_Strict)
+_STRICT: Final = STRICT
 _LENIENT: Final = msgspec.json.Decoder(_Lenient)
 _CONTEXT_KEYS: Final = msgspec.json.Decoder(_ContextKeys)
 _ANY: Final = msgspec.json.Decoder()
@@ -304,18 +309,40 @@ def merge(item: msgspec.Raw | None, batch: Any, cache: BatchCache) -> msgspec.Ra
     return msgspec.Raw(_ENCODER.encode(merged))
 
 
-_PIECES: dict[tuple[str, str], bytes] = {}
 _QUOTE: Final = ord('"')
+_UNSET: Final = msgspec.UNSET
+_PREFIXES: dict[tuple[str | None, str | None], bytes] = {}
+_FILLS: dict[tuple[str | None, str | None], bytes] = {}
 
 
-def _piece(key: str, value: str) -> bytes:
-    # The same client address and User-Agent repeat across a batch: encode each once.
-    piece = _PIECES.get((key, value))
-    if piece is None:
-        if len(_PIECES) >= 4096:
-            _PIECES.clear()
-        piece = _PIECES[(key, value)] = b'"' + key.encode() + b'":' + _ENCODER.encode(value)
-    return piece
+def _prefix(ip: str | None, user_agent: str | None) -> bytes:
+    # '{"ip":"...","userAgent":"...",': what a splice puts in front of a context's first key.
+    # The same client address and User-Agent repeat across a batch: encode each pair once.
+    if len(_PREFIXES) >= 4096:
+        _PREFIXES.clear()
+    parts = []
+    if ip is not None:
+        parts.append(b'"ip":' + _ENCODER.encode(ip))
+    if user_agent is not None:
+        parts.append(b'"userAgent":' + _ENCODER.encode(user_agent))
+    prefix = _PREFIXES[ip, user_agent] = b"{" + b",".join(parts) + b","
+    return prefix
+
+
+def _fill(ip: str | None, user_agent: str | None) -> bytes:
+    # The whole context when the event has none.
+    key = (ip, user_agent)
+    fill = _FILLS.get(key)
+    if fill is None:
+        if len(_FILLS) >= 4096:
+            _FILLS.clear()
+        value = {}
+        if ip is not None:
+            value["ip"] = ip
+        if user_agent is not None:
+            value["userAgent"] = user_agent
+        fill = _FILLS[key] = _ENCODER.encode(value)
+    return fill
 
 
 def fill_request_context(
@@ -323,40 +350,43 @@ def fill_request_context(
 ) -> msgspec.Raw | None:
     """Set ``ip`` / ``userAgent`` from the request where the context lacks them.
 
-    A byte splice in front of the object's keys; the context is decoded as a dict only when a
-    key is present but null (a splice would duplicate it).
+    ``context`` is ``None`` or a Raw JSON object. A byte splice in front of the object's keys;
+    the context is decoded as a dict only when a key is present but null (a splice would
+    duplicate it).
     """
     if ip is None and user_agent is None:
         return context
     if context is None:
-        fill = {}
-        if ip is not None:
-            fill["ip"] = ip
-        if user_agent is not None:
-            fill["userAgent"] = user_agent
-        return msgspec.Raw(_ENCODER.encode(fill))
+        return msgspec.Raw(_fill(ip, user_agent))
     # Decoding only these two keys is cheaper than searching the bytes for them.
     keys = _CONTEXT_KEYS.decode(context)
-    if (ip is not None and keys.ip is None) or (user_agent is not None and keys.userAgent is None):
-        as_dict = _ANY.decode(context)
-        if as_dict.get("ip") is None and ip is not None:
-            as_dict["ip"] = ip
-        if as_dict.get("userAgent") is None and user_agent is not None:
-            as_dict["userAgent"] = user_agent
-        return msgspec.Raw(_ENCODER.encode(as_dict))
-    parts = []
-    if ip is not None and keys.ip is msgspec.UNSET:
-        parts.append(_piece("ip", ip))
-    if user_agent is not None and keys.userAgent is msgspec.UNSET:
-        parts.append(_piece("userAgent", user_agent))
-    if not parts:
+    has_ip = keys.ip
+    if has_ip is not _UNSET:
+        if has_ip is None and ip is not None:
+            return _fill_nulls(context, ip, user_agent)
+        ip = None
+    has_user_agent = keys.userAgent
+    if has_user_agent is not _UNSET:
+        if has_user_agent is None and user_agent is not None:
+            return _fill_nulls(context, ip, user_agent)
+        user_agent = None
+    if ip is None and user_agent is None:
         return context
+    prefix = _PREFIXES.get((ip, user_agent)) or _prefix(ip, user_agent)
     data = bytes(context)
     if len(data) > 2 and data[1] == _QUOTE:  # '{"...': not empty
-        parts.append(data[1:])
-        return msgspec.Raw(b"{" + b",".join(parts))
+        return msgspec.Raw(data.replace(b"{", prefix, 1))  # the first byte is the "{"
     rest = data[1:].lstrip()
     if rest[:1] != b"}":
-        parts.append(rest)
-        return msgspec.Raw(b"{" + b",".join(parts))
-    return msgspec.Raw(b"{" + b",".join(parts) + rest)
+        return msgspec.Raw(prefix + rest)
+    return msgspec.Raw(prefix[:-1] + rest)
+
+
+def _fill_nulls(context: msgspec.Raw, ip: str | None, user_agent: str | None) -> msgspec.Raw:
+    # A key is present but null: a splice would duplicate it, so go through a dict.
+    as_dict = _ANY.decode(context)
+    if as_dict.get("ip") is None and ip is not None:
+        as_dict["ip"] = ip
+    if as_dict.get("userAgent") is None and user_agent is not None:
+        as_dict["userAgent"] = user_agent
+    return msgspec.Raw(_ENCODER.encode(as_dict))
