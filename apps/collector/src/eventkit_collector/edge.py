@@ -94,9 +94,7 @@ _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 _SKIP: Final = msgspec.json.Decoder(msgspec.Raw)
 #: digits -> "0", "E" -> "e": number shapes become searchable with bytes.find.
-_NUMBER_SHAPES: Final = bytes.maketrans(b"123456789E", b"000000000e")
-_MANTISSA: Final = b"0123456789."
-_MINUS: Final = ord("-")
+_NUMBER_SHAPES: Final = bytes.maketrans(b"123456789E+", b"000000000e0")
 _BEFORE_VALUE: Final = b":,["
 _LONG_DIGITS: Final = b"0" * 19
 _WS: Final = b" \t\r\n"
@@ -141,20 +139,23 @@ def _check_text(data: bytes) -> None:
             raise invalid_json(f"invalid UTF-8 at byte {exc.start}") from None
 
 
-def _number_at(data: bytes, e: int) -> bool:
-    """True when the ``e`` at ``e`` is the exponent of a JSON number (not text in a string)."""
-    j = e - 1
-    while j >= 0 and data[j] in _MANTISSA:
-        j -= 1
-    if j >= 0 and data[j] == _MINUS:
-        j -= 1
-    while j >= 0 and data[j] in _WS:
-        j -= 1
-    return j < 0 or data[j] in _BEFORE_VALUE
+def _number_at(shapes: bytes, e: int) -> bool:
+    """True when the ``e`` at ``e`` may be the exponent of a JSON number (not text in a string).
+
+    ``shapes`` is the body with every digit as ``0``: strip the mantissa, an optional minus and
+    whitespace; a number starts a value, so ``:``, ``,`` or ``[`` (or nothing) must come next.
+    """
+    seg = shapes[max(0, e - 48) : e].rstrip(b"0.")
+    if seg.endswith(b"-"):
+        seg = seg[:-1]
+    seg = seg.rstrip(_WS)
+    return not seg or seg[-1] in _BEFORE_VALUE
 
 
 def _suspicious_numbers(data: bytes) -> tuple[bool, bool]:
     """(may hold a float out of range, may hold an integer beyond 64 bits), cheaply.
+
+    ``+`` counts as a digit here (an exponent's sign), which at worst makes a false alarm.
 
     Skipping a value (as the structural decode does) does not check its numbers. A float out
     of range needs an exponent of 3+ digits or a mantissa of 19+ digits; an integer beyond 64
@@ -163,12 +164,11 @@ def _suspicious_numbers(data: bytes) -> tuple[bool, bool]:
     t = data.translate(_NUMBER_SHAPES)
     if _LONG_DIGITS in t:
         return True, True
-    for pattern in (b"e000", b"e+000"):
-        i = t.find(pattern)
-        while i != -1:
-            if _number_at(data, i):
-                return True, False
-            i = t.find(pattern, i + 1)
+    i = t.find(b"e000")  # "e+000" too: "+" is a "0" here
+    while i != -1:
+        if _number_at(t, i):
+            return True, False
+        i = t.find(b"e000", i + 1)
     return False, False
 
 

@@ -78,6 +78,7 @@ class _Peek(msgspec.Struct):
 
 
 _PEEK: Final = msgspec.json.Decoder(_Peek)
+_EMPTY: Final = _Peek()
 
 
 def _text(value: Any) -> str | None:
@@ -138,33 +139,54 @@ def to_raw_events(
     out: list[RawEvent] = []
     append = out.append
     peek = _PEEK.decode
+    received_at, ip, user_agent = env.received_at, env.ip, env.user_agent
+    write_key_id, request_id = env.write_key_id, env.request_id
+    context, integrations, sent_at = (
+        parsed.batch_context,
+        parsed.batch_integrations,
+        parsed.batch_sent_at,
+    )
+    fixed_stream = stream or DEFAULT_STREAM
     for index, item in enumerate(parsed.items):
         try:
             p = peek(item)
         except (msgspec.DecodeError, RecursionError):  # not an object: the adapter dead-letters it
-            p = _Peek()
+            p = _EMPTY
         # The item's own messageId when it has one (dead letters keep it too), else one derived
         # from the entry, so that a redelivered entry gives its events the same ids.
-        message_id = _text(p.messageId) or stable_message_id(namespace, entry_id, index)
-        key = _text(p.userId) or _text(p.anonymousId) or message_id
+        mid = p.messageId
+        message_id = (
+            mid
+            if type(mid) is str and mid
+            else (_text(mid) or stable_message_id(namespace, entry_id, index))
+        )
+        uid = p.userId
+        key = (
+            uid if type(uid) is str and uid else (_text(uid) or _text(p.anonymousId) or message_id)
+        )
         if batch:
             kind = p.type
             item_stream = (
-                type_streams.get(kind, DEFAULT_STREAM) if isinstance(kind, str) else DEFAULT_STREAM
+                type_streams.get(kind, DEFAULT_STREAM) if type(kind) is str else DEFAULT_STREAM
             )
         else:
-            item_stream = stream or DEFAULT_STREAM
+            item_stream = fixed_stream
         append(
             RawEvent(
                 payload=item,
                 stream=item_stream,
+                received_at=received_at,
                 source=source,
+                write_key_id=write_key_id,
+                ip=ip,
+                user_agent=user_agent,
+                request_id=request_id,
                 message_id=message_id,
                 key=key,
-                batch_context=parsed.batch_context,
-                batch_integrations=parsed.batch_integrations,
-                batch_sent_at=parsed.batch_sent_at,
-                **common,
+                batch_context=context,
+                batch_integrations=integrations,
+                batch_sent_at=sent_at,
+                source_id=entry_id,
             )
         )
     return out
