@@ -123,9 +123,10 @@ async def test_flush_by_bytes(make_event: MakeEvent, eventually: Eventually) -> 
     )
     await loader.start()
     await loader.submit(events[:2])
-    await asyncio.sleep(0)  # give a wrongly cut batch the chance to be written
-    assert reports.rows == 0
-    await loader.submit(events[2:])
+    assert loader.stats.pending_batches == 0  # batches are cut synchronously in submit()
+    await loader.submit(events[2:3])
+    assert loader.stats.pending_batches == 1
+    await loader.submit(events[3:])
     await eventually(lambda: reports.rows == 6)
     assert [f.rows for f in reports.files] == [3, 3]
     await loader.stop()
@@ -137,7 +138,7 @@ async def test_flush_by_age(make_event: MakeEvent, eventually: Eventually) -> No
     loader = EventLoader(store, max_events=1000, max_age=0.05, on_flushed=reports)
     await loader.start()
     await loader.submit([make_event() for _ in range(3)])
-    assert reports.rows == 0
+    assert loader.stats.pending_batches == 0  # not cut by count or size
     await eventually(lambda: reports.rows == 3)
     await loader.submit([make_event()])  # a new buffer gets its own age
     await eventually(lambda: reports.rows == 4)
