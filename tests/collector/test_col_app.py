@@ -410,3 +410,27 @@ async def settle_items(collector: Collector, n: int) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("items did not arrive")
+
+
+async def test_worker_zero_adopts_orphan_shards(tmp_path: Path, patch_loader: None) -> None:
+    """A run with fewer workers delivers what a larger run's extra shards left behind."""
+    from datetime import UTC, datetime
+
+    from eventkit_collector.edge import Kind, parse_body
+    from eventkit_collector.envelope import Envelope, encode_envelope
+    from eventkit_ring_buffer import RingBuffer
+
+    settings = _settings(tmp_path)
+    body = json.dumps({"batch": [TRACK, TRACK, TRACK]}).encode()
+    parse_body(Kind.BATCH, body, Collector(settings).limits)
+    env = Envelope(
+        source="batch", stream=None, received_at=datetime.now(UTC), body=msgspec.Raw(body)
+    )
+    async with RingBuffer(settings.ring_dir / "3.db") as orphan:
+        await orphan.append(encode_envelope(env))
+    collector = Collector(settings)
+    async with AsyncTestClient(create_app(collector=collector)):
+        loader = await settle(collector, 3)
+        assert len(loader.events()) == 3
+    async with RingBuffer(settings.ring_dir / "3.db") as orphan:
+        assert await orphan.read_unpublished() == []

@@ -154,6 +154,8 @@ class Pipeline:
             self._sink = AsyncSink(self)
         await self._sink.start()
         self._releaser = asyncio.create_task(self._release_loop(), name="eventkit-release")
+        if self.shard == 0:
+            await self._adopt_orphans()
         await self._recover()
         self._publisher = asyncio.create_task(self._publish_loop(), name="eventkit-publisher")
         self.started = True
@@ -274,6 +276,44 @@ class Pipeline:
             log.info("recovering %d unpublished requests from the ring buffer", total)
             self._wake.set()
         self._release_wake.set()
+
+    async def _adopt_orphans(self) -> None:
+        """Move what shards beyond the worker count left unpublished into this shard.
+
+        After a run with more workers, ``ring/<n>.db`` for ``n >= workers`` has no owner: worker 0
+        copies its unreleased entries into its own ring buffer (one transaction per page), then
+        releases them there. A crash in between only duplicates (at-least-once).
+        """
+        from eventkit_ring_buffer import RingBuffer
+
+        ring_dir = self.settings.ring_dir
+        workers = self.settings.eventkit_workers
+        for path in sorted(ring_dir.glob("*.db")):
+            if not path.stem.isdigit() or int(path.stem) < workers:
+                continue
+            fd = os.open(ring_dir / f"{path.stem}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a worker owns it
+                orphan = RingBuffer(path)
+                await orphan.open()
+                moved = 0
+                try:
+                    while True:
+                        entries = await orphan.read_unpublished(after_id=0, limit=_RECOVERY_PAGE)
+                        if not entries:
+                            break
+                        await self.ring.append_many([e.payload for e in entries])
+                        await orphan.mark_published([e.id for e in entries])
+                        moved += len(entries)
+                finally:
+                    await orphan.close()
+                if moved:
+                    log.info("adopted %d unpublished requests from %s", moved, path)
+            finally:
+                os.close(fd)
 
     async def _publish_loop(self) -> None:
         assert self._sink is not None
