@@ -303,6 +303,9 @@ def main() -> None:
         "one_stream_flush_of_10000_zstd_level_3": per_event(
             table_to_parquet_bytes(flush_table, compression_level=3), len(flush)
         ),
+        "one_stream_flush_of_10000_delta_encodings": per_event(
+            table_to_parquet_bytes(flush_table, delta_encodings=True), len(flush)
+        ),
     }
     data = table_to_parquet_bytes(table)
     metadata = pq.ParquetFile(pa.BufferReader(data)).metadata

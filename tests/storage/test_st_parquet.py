@@ -65,6 +65,21 @@ def test_parquet_round_trip_is_exact(make_event: MakeEvent) -> None:
     }
 
 
+def test_encodings_every_reader_knows_unless_asked(make_event: MakeEvent) -> None:
+    events = [make_event(sent_at=AT) for _ in range(20)]
+    table = events_to_table(events)
+
+    def encodings(data: bytes) -> set[str]:
+        metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+        group = metadata.row_group(0)
+        return {e for i in range(metadata.num_columns) for e in group.column(i).encodings}
+
+    assert encodings(table_to_parquet_bytes(table)) <= {"PLAIN", "RLE", "RLE_DICTIONARY"}
+    compact = table_to_parquet_bytes(table, delta_encodings=True)
+    assert {"DELTA_BINARY_PACKED", "DELTA_LENGTH_BYTE_ARRAY"} <= encodings(compact)
+    assert read_events(compact).equals(table)
+
+
 def test_sorted_files_hold_the_same_rows(make_event: MakeEvent) -> None:
     events = [make_event(user_id=f"u{(i * 7) % 5}", event=f"e{i % 3}") for i in range(30)]
     table = events_to_table(events)

@@ -166,17 +166,24 @@ def sort_for_storage(table: pa.Table) -> pa.Table:
 
 
 def table_to_parquet_bytes(
-    table: pa.Table, *, compression_level: int = COMPRESSION_LEVEL, sort: bool = False
+    table: pa.Table,
+    *,
+    compression_level: int = COMPRESSION_LEVEL,
+    sort: bool = False,
+    delta_encodings: bool = False,
 ) -> bytes:
     """Parquet bytes of ``table``, zstd-compressed.
 
-    Low-cardinality text columns are dictionary-encoded, time columns delta-encoded, the other
-    text columns (ids, JSON) stored as delta-length byte arrays (zstd compresses the text
-    better without lengths between the values). No min/max statistics for the JSON columns
-    (nobody filters on them; computing them costs time). Row groups hold about
-    :data:`ROW_GROUP_BYTES` uncompressed. With ``sort``, event rows are first ordered by
-    (type, event, user_id, anonymous_id): a few per cent smaller, a few tens of per cent slower
-    (``benchmarks/bench_parquet.py``).
+    Low-cardinality text columns are dictionary-encoded, the other columns stored plain (ids,
+    JSON and times would not fit a dictionary: trying costs time). No min/max statistics for the
+    JSON columns (nobody filters on them; computing them costs time). 8 MiB pages; row groups
+    of about :data:`ROW_GROUP_BYTES` uncompressed.
+
+    ``delta_encodings=True`` stores time columns delta-encoded and the other text columns as
+    delta-length byte arrays: ~5 % smaller, but not every Parquet reader supports these
+    encodings (check yours; the default uses only PLAIN, RLE and RLE_DICTIONARY, which all
+    read). ``sort=True`` orders event rows by (type, event, user_id, anonymous_id) first: a few
+    per cent smaller, a few tens of per cent slower (``benchmarks/bench_parquet.py``).
     """
     if sort:
         table = sort_for_storage(table)
@@ -189,9 +196,9 @@ def table_to_parquet_bytes(
             statistics.append(field.name)
         if field.name in _DICTIONARY_COLUMNS:
             dictionary.append(field.name)
-        elif pa.types.is_timestamp(field.type):
+        elif delta_encodings and pa.types.is_timestamp(field.type):
             encodings[field.name] = "DELTA_BINARY_PACKED"
-        elif pa.types.is_string(field.type):
+        elif delta_encodings and pa.types.is_string(field.type):
             encodings[field.name] = "DELTA_LENGTH_BYTE_ARRAY"
     sink = pa.BufferOutputStream()
     pq.write_table(
@@ -202,7 +209,7 @@ def table_to_parquet_bytes(
         row_group_size=max(1, ROW_GROUP_BYTES // row_bytes),
         data_page_size=DATA_PAGE_BYTES,
         use_dictionary=dictionary,
-        column_encoding=encodings,
+        column_encoding=encodings or None,
         write_statistics=statistics,
     )
     return bytes(sink.getvalue().to_pybytes())
