@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -23,22 +24,33 @@ from eventkit_collector.edge import EdgeError, Kind, Limits, Parsed, parse_body
 
 
 class Envelope(msgspec.Struct, array_like=True, omit_defaults=True):
-    """One accepted request, as stored in the ring buffer."""
+    """One accepted request, as stored in the ring buffer (MessagePack, fields by position).
+
+    ``body`` is the request's JSON, or the gzip stream it arrived in (``gzip=True``): a batch
+    is kept compressed, about ten times smaller in the ring buffer.
+    """
 
     #: Endpoint: "collect", "batch", or a Segment call ("track", "identify", ...).
     source: str
     #: Stream of every item (``/collect``, ``/v1/<call>``); ``None`` for ``/v1/batch``.
     stream: str | None
     received_at: datetime
-    body: msgspec.Raw
+    body: bytes
     ip: str | None = None
     user_agent: str | None = None
     write_key_id: str | None = None
     request_id: str | None = None
+    gzip: bool = False
+
+    def json(self) -> bytes:
+        """The body as JSON text."""
+        if self.gzip:
+            return zlib.decompress(self.body, 16 + zlib.MAX_WBITS)
+        return self.body
 
 
-_ENCODER: Final = msgspec.json.Encoder()
-_DECODER: Final = msgspec.json.Decoder(Envelope)
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(Envelope)
 
 
 def encode_envelope(env: Envelope) -> bytes:
@@ -92,9 +104,13 @@ def _text(value: Any) -> str | None:
 def reparse(env: Envelope, limits: Limits) -> Parsed:
     """Split a stored envelope again (restart recovery). Never raises."""
     try:
+        data = env.json()
+    except zlib.error as exc:  # cannot happen for what the edge accepted
+        return Parsed(items=[msgspec.Raw(b'"undecodable body"')], unfit=str(exc))
+    try:
         return parse_body(
             kind_of(env.source),
-            bytes(env.body),
+            data,
             Limits(
                 max_event_bytes=max(limits.max_event_bytes, 1 << 40),
                 max_batch_bytes=1 << 40,
@@ -102,7 +118,7 @@ def reparse(env: Envelope, limits: Limits) -> Parsed:
             ),
         )
     except EdgeError as exc:  # cannot happen for what the edge accepted; keep it as a dead letter
-        return Parsed(items=[env.body], unfit=exc.message)
+        return Parsed(items=[msgspec.Raw(data)], unfit=exc.message)
 
 
 def to_raw_events(
