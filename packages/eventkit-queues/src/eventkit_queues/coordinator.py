@@ -55,6 +55,9 @@ class EventSubscriptionCoordinator:
         subscriber: a ``SubscriberClient``; by default one is made (and closed by :meth:`stop`).
             The Google client itself honours ``PUBSUB_EMULATOR_HOST``.
         on_poison: what to do with a message that is not an encoded RawEvent (see the module).
+        max_lease_extension: seconds (10-600) each lease of a delivered message lasts before
+            the client extends it; 0 = the client's default (60 s, then adaptive). It bounds how
+            long messages held by a coordinator that went away stay invisible.
         meter_provider: OpenTelemetry meter provider; default the global one.
     """
 
@@ -69,13 +72,18 @@ class EventSubscriptionCoordinator:
         name: str | None = None,
         subscriber: Any = None,
         on_poison: PoisonHandler | None = None,
+        max_lease_extension: int = 0,
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self.subscription = subscription_path(project_id, subscription)
         self.name = name or self.subscription.rsplit("/", 1)[-1]
         self._handler = handler
         self._on_poison = on_poison
-        self._flow_control = FlowControl(max_messages=max_messages, max_bytes=max_bytes)
+        self._flow_control = FlowControl(
+            max_messages=max_messages,
+            max_bytes=max_bytes,
+            max_duration_per_lease_extension=max_lease_extension,
+        )
         self._subscriber = subscriber
         self._owns_subscriber = subscriber is None
         self._metrics = QueueMetrics(PUBSUB, meter_provider)
@@ -85,6 +93,8 @@ class EventSubscriptionCoordinator:
         # shared with the client's threads: guarded by _lock
         self._lock = threading.Lock()
         self._stopping = False
+        self._closing = False
+        self._held: list[Any] = []
         self._in_flight = 0
         # loop-only state
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,16 +132,19 @@ class EventSubscriptionCoordinator:
         self._metrics.watch(self)
 
     async def stop(self, timeout: float = 30) -> None:  # noqa: ASYNC109
-        """Stop gracefully: stop taking messages (new deliveries are nacked), wait up to
-        ``timeout`` seconds for the handlers running, ack/nack their messages, then close.
+        """Stop gracefully: stop taking messages, wait up to ``timeout`` seconds for the handlers
+        running and ack/nack their messages, nack what was delivered meanwhile, then close.
 
         Handlers still running after ``timeout`` are cancelled and their messages nacked:
         Pub/Sub delivers them again (to this or another subscriber). Nothing unacked is lost.
+        Settling happens while the stream is still open, earlier messages first, so that an
+        ordering key's messages are released in order.
         """
         if not self._running:
             return
+        loop = asyncio.get_running_loop()
         with self._lock:
-            self._stopping = True
+            self._stopping = True  # deliveries from now on are held, then nacked below
             busy = self._in_flight > 0
         if busy:
             self._idle.clear()
@@ -141,14 +154,17 @@ class EventSubscriptionCoordinator:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        with self._lock:
+            held, self._held = self._held, []
+            self._closing = True  # later deliveries are nacked at once
+        for message in held:
+            message.nack()
         stream = self._stream
-        stream.cancel()
-        loop = asyncio.get_running_loop()
+        stream.cancel()  # sends the acks/nacks queued above, then closes
         with contextlib.suppress(Exception):  # the stream's own error is reported by health()
             await loop.run_in_executor(None, stream.result, timeout)
         if self._owns_subscriber:
-            subscriber = self._subscriber
-            await loop.run_in_executor(None, subscriber.close)
+            await loop.run_in_executor(None, self._subscriber.close)
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -162,8 +178,11 @@ class EventSubscriptionCoordinator:
     def _on_message(self, message: Any) -> None:
         loop = self._loop
         with self._lock:
-            if self._stopping or loop is None:
+            if self._closing or loop is None:
                 accepted = False
+            elif self._stopping:
+                self._held.append(message)  # nacked by stop() once the handlers are done
+                return
             else:
                 accepted = True
                 self._in_flight += 1
