@@ -531,7 +531,9 @@ class PubSubSink:
         if self.queue is not None:
             await self.queue.stop()
         if self.manager is not None:
-            await self.manager.stop_all()
+            # Handlers (EventLoader.add) return once their batch is written: flush now rather
+            # than waiting for the age limit, so the coordinators can ack and stop.
+            await asyncio.gather(self.manager.stop_all(), self.p.loader.flush())
 
     async def deliver(self, events: list[RawEvent], entries: list[tuple[int, int]]) -> None:
         from eventkit_queues import PublishError
