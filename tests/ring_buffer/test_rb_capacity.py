@@ -100,3 +100,23 @@ async def test_a_write_lock_held_too_long_is_backpressure(tmp_path: Path) -> Non
         other.close()
         assert await rb.append(b"x") == 1
         assert (await rb.stats()).unpublished == 1  # the failed call left no trace
+
+
+async def test_a_full_buffer_learns_of_releases_by_another_process(tmp_path: Path) -> None:
+    """Without the periodic refresh, `two` would fail fast forever: it never writes again."""
+    path = tmp_path / "rb"
+    async with (
+        RingBuffer(path, max_entries=2) as one,
+        RingBuffer(path, max_entries=2, checkpoint_interval=0.02) as two,
+    ):
+        ids = await one.append_many([b"a", b"b"])
+        with pytest.raises(RingBufferFullError):
+            await two.append(b"c")  # refused by its writer, which now knows the file is full
+        with pytest.raises(RingBufferFullError):
+            await two.append(b"c")  # refused at once, from memory
+        await one.mark_published(ids)
+        for _ in range(500):
+            if two._unpublished == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert await two.append(b"c") == ids[1] + 1

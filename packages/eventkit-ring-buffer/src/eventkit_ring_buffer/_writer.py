@@ -67,7 +67,8 @@ class Writer:
         #: Connections left open by :meth:`abandon` (tests close them).
         self.abandoned: list[sqlite3.Connection] = []
         self.pragmas: dict[str, Any] = {}
-        self._deliver = deliver
+        self._deliver_to_loop = deliver
+        self._last_counts: _schema.Counts | None = None
         self._metrics = metrics
         self._conn: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="ringbuffer-writer", daemon=True)
@@ -110,6 +111,7 @@ class Writer:
                 conn.close()
             self.ready.set_exception(exc)
             return
+        self._last_counts = opened[1]
         self.ready.set_result(opened)
         self._conn = conn
         try:
@@ -162,6 +164,18 @@ class Writer:
         self._conn = None
         self._fail(self._drain(), self._closed_error())
         self._deliver([job[2]], [None], None, 0, 0)
+
+    def _deliver(
+        self,
+        futures: list[Any],
+        results: list[Any],
+        counts: _schema.Counts | None,
+        done: int,
+        done_bytes: int,
+    ) -> None:
+        if counts is not None:
+            self._last_counts = counts
+        self._deliver_to_loop(futures, results, counts, done, done_bytes)
 
     def _drain(self) -> list[Job]:
         jobs = []
@@ -255,12 +269,18 @@ class Writer:
         return n, int(nbytes)
 
     def _maintain(self) -> None:
-        """Delete released rows past retention, then checkpoint so the WAL stays bounded."""
+        """Delete released rows past retention, checkpoint so the WAL stays bounded, and
+        refresh the counts: another process may have released entries, and a buffer that
+        believes it is full would otherwise never write (nor learn) again.
+        """
         s = self.settings
         conn = self._conn
         assert conn is not None
         self._next_maintenance = time.monotonic() + s.checkpoint_interval
         try:
+            counts = _schema.counts(conn.execute(_schema.SELECT_COUNTERS).fetchone())
+            if counts != self._last_counts:
+                self._deliver([], [], counts, 0, 0)
             cutoff = (time.time() - s.retention_seconds,)
             expired = "released WHERE published_at <= ?"
             if conn.execute(f"SELECT 1 FROM {expired} LIMIT 1", cutoff).fetchone():
@@ -271,9 +291,9 @@ class Writer:
                     cutoff,
                 ).rowcount
                 conn.execute("UPDATE counters SET retained = retained - ?", (deleted,))
-                counters = conn.execute(_schema.SELECT_COUNTERS).fetchone()
+                counts = _schema.counts(conn.execute(_schema.SELECT_COUNTERS).fetchone())
                 conn.execute("COMMIT")
-                self._deliver([], [], _schema.counts(counters), 0, 0)
+                self._deliver([], [], counts, 0, 0)
                 if deleted >= _RETENTION_BATCH:
                     self._next_maintenance = 0.0  # more to delete: continue after the next batch
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
