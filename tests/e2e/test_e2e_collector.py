@@ -365,6 +365,20 @@ def test_pubsub_mode_dual_path(
         # Path 2, archive: the collector's coordinator with handler=EventLoader.add -> Parquet
         wait_until(lambda: count_rows(cp.data_dir) >= sum(sent.events.values()), 90, "archive")
         wait_until(lambda: len(seen) >= total, 90, "realtime events")
+        metrics = scrape(cp)
+        names = exposed_names(metrics)
+        for name in (
+            "eventkit_events_received_total",
+            "eventkit_events_processed_total",
+            "eventkit_events_failed_total",
+            "eventkit_ringbuffer_published_total",
+            "eventkit_storage_files_written_total",
+        ):
+            assert name in names, name
+        assert (
+            'component="pubsub",otel_scope_name="eventkit_collector"' in metrics.replace("\n", "")
+            or 'component="pubsub"' in metrics
+        )
         assert cp.stop() == 0
         rows = read_rows(cp.data_dir)
         # Pub/Sub may redeliver: duplicates are allowed in files, removed by message_id later

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from eventkit_core import DeadLetter, RawEvent, StoredFile, TypedEvent
+from eventkit_core import AdaptResult, DeadLetter, RawEvent, StoredFile, TypedEvent
 
 from eventkit_collector.adapter import CollectorAdapter
 from eventkit_collector.edge import Limits, Parsed
@@ -217,7 +217,8 @@ class Pipeline:
         return EventLoader(
             event_store,
             error_store,
-            adapter=self.adapter,
+            # Pub/Sub mode: the archive coordinator's EventLoader.add adapts; count it there.
+            adapter=_CountingAdapter(self) if s.eventkit_queue_mode == "pubsub" else self.adapter,
             max_events=s.eventkit_flush_max_events,
             max_bytes=s.eventkit_flush_max_bytes,
             max_age=s.eventkit_flush_max_age,
@@ -564,3 +565,20 @@ class PubSubSink:
         except Exception:
             log.exception("Pub/Sub health check failed")
             return {"pubsub": False}
+
+
+class _CountingAdapter:
+    """The pipeline's adapter, counting processed / failed events (Pub/Sub mode)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    def adapt(self, raw: RawEvent) -> AdaptResult:
+        result = self.p.adapter.adapt(raw)
+        metrics = self.p.metrics
+        if metrics is not None:
+            if result.event is not None and result.error is None:
+                metrics.processed({result.event.type: 1})
+            elif result.error is not None:
+                metrics.failed({result.error.code: 1})
+        return result
