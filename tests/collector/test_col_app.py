@@ -436,3 +436,29 @@ async def test_worker_zero_adopts_orphan_shards(tmp_path: Path, patch_loader: No
         assert len(loader.events()) == 3
     async with RingBuffer(settings.ring_dir / "3.db") as orphan:
         assert await orphan.read_unpublished() == []
+
+
+async def test_rules_file_dead_letters_with_the_rule(tmp_path: Path, patch_loader: None) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[streams.events]\nrequired = ["properties.plan"]\n'
+        'types = { "properties.price" = "number" }\n'
+        '[streams.webhooks]\nrequired = ["source"]\n'
+    )
+    collector = Collector(_settings(tmp_path, eventkit_rules_file=rules))
+    async with AsyncTestClient(create_app(collector=collector)) as c:
+        ok = {**TRACK, "properties": {"plan": "pro", "price": 3}}
+        no_plan = {**TRACK, "properties": {"price": 3}}
+        bad_price = {**TRACK, "properties": {"plan": "pro", "price": "3"}}
+        for body in (ok, no_plan, bad_price):
+            assert (await c.post("/v1/track", json=body)).status_code == 200
+        assert (await c.post("/collect/webhooks", json=[{"source": "x"}, {}])).status_code == 200
+        assert (await c.post("/v1/identify", json={"userId": "u"})).status_code == 200
+        loader = await settle(collector, 6)
+    assert sorted(e.stream for e in loader.events()) == ["events", "users", "webhooks"]
+    dead = loader.dead()
+    assert [d.reason_code for d in dead] == ["rule_failed"] * 3
+    reasons = " | ".join(d.reason for d in dead)
+    assert "required properties.plan" in reasons
+    assert "types properties.price = number" in reasons
+    assert "required source" in reasons

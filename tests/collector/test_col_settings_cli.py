@@ -120,3 +120,28 @@ async def test_router_mounts_in_a_users_app(tmp_path: Path) -> None:
     assert collector.pipeline.accepted_requests == 2
     files: list[Any] = list((tmp_path / "data" / "events").rglob("*.parquet"))
     assert len(files) == 1  # both events in stream 'users', flushed on shutdown
+
+
+def test_a_bad_rules_file_stops_the_start_with_its_message(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[streams.events]\nrequired = 5\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eventkit_collector.cli",
+            "--rules-file",
+            str(rules),
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--no-metrics",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3
+    assert "required" in proc.stderr
+    assert "Traceback" not in proc.stderr

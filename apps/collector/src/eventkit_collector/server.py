@@ -18,6 +18,8 @@ import sys
 import time
 from types import FrameType
 
+from eventkit_core import ConfigurationError
+
 from eventkit_collector.settings import Settings
 
 log = logging.getLogger("eventkit_collector.server")
@@ -54,7 +56,11 @@ def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool 
     metrics_port = settings.eventkit_metrics_port
     if shard is not None and metrics_port:
         metrics_port += shard
-    app = create_asgi(settings, shard=shard, metrics_port=metrics_port)
+    try:
+        app = create_asgi(settings, shard=shard, metrics_port=metrics_port)
+    except ConfigurationError as exc:
+        log.error("cannot start: %s", exc)
+        raise SystemExit(3) from None
     config = uvicorn.Config(
         app,
         host=settings.eventkit_host,
