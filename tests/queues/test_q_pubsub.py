@@ -422,3 +422,30 @@ class MiniLoader:
         flushed, self._flushed = self._flushed, None
         if flushed is not None and not flushed.done():
             flushed.set_result(None)
+
+
+async def test_ordering_buckets_keep_each_identity_in_order(topology: Topology) -> None:
+    queue = PubSubQueue(topology.project, topology.topic, ordering_buckets=4)
+    received = Received()
+    coordinator = EventSubscriptionCoordinator(topology.project, topology.subscription, received)
+    events = [event(f"user-{i % 50}", i) for i in range(1000)]
+    await queue.start()
+    await coordinator.start()
+    try:
+        for i in range(0, len(events), 250):
+            await queue.put_many(events[i : i + 250])
+        await wait_for(lambda: len(received.ids) == len(events), 60, "every event")
+    finally:
+        await coordinator.stop()
+        await queue.stop()
+    assert seqs_in_order(received.events)
+
+
+async def test_publisher_without_message_ordering_is_refused(
+    pubsub_emulator: PubSubEmulator,
+) -> None:
+    from eventkit_core import QueueError
+
+    unordered = pubsub_emulator.publisher()
+    with pytest.raises(QueueError, match="enable_message_ordering"):
+        PubSubQueue(pubsub_emulator.project, "t", publisher=unordered)

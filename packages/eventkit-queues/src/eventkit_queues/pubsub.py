@@ -17,7 +17,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
-from eventkit_core import QueueError, RawEvent, encode_raw_event, identity_key
+from eventkit_core import (
+    ConfigurationError,
+    QueueError,
+    RawEvent,
+    Sequencer,
+    encode_raw_event,
+    identity_key,
+)
 from google.api_core.exceptions import AlreadyExists
 from google.cloud.pubsub_v1.types import (
     BatchSettings,
@@ -169,6 +176,11 @@ class PubSubQueue:
         flow_control_max_messages, flow_control_max_bytes: most messages / bytes outstanding
             in the client; beyond them :meth:`put_many` waits (never drops).
         create_topic: create the topic on :meth:`start` if it does not exist.
+        ordering_buckets: 0 (default): the ordering key is the identity. N > 0: the ordering
+            key is one of N buckets chosen by identity (``Sequencer(N)``): each identity still
+            keeps its order, and publishing is much faster with many identities (the client
+            batches per ordering key), but an ordered subscription then has at most N messages
+            in flight per subscriber (see the README).
         meter_provider: OpenTelemetry meter provider; default the global one.
     """
 
@@ -184,6 +196,7 @@ class PubSubQueue:
         flow_control_max_messages: int = 10_000,
         flow_control_max_bytes: int = 64 * MiB,
         create_topic: bool = False,
+        ordering_buckets: int = 0,
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self.project_id = project_id
@@ -204,6 +217,9 @@ class PubSubQueue:
             limit_exceeded_behavior=LimitExceededBehavior.BLOCK,
         )
         self._create_topic = create_topic
+        if ordering_buckets < 0:
+            raise ConfigurationError(f"ordering_buckets must be 0 or more, got {ordering_buckets}")
+        self._buckets = Sequencer(ordering_buckets) if ordering_buckets else None
         self._metrics = QueueMetrics(PUBSUB, meter_provider)
         # publish() blocks while flow control is exhausted: it runs on these threads, not the loop
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -298,11 +314,12 @@ class PubSubQueue:
         """Runs on a worker thread: ``(ordering key, future or exception)`` per event."""
         publish = self._publisher.publish
         topic = self.topic
+        key_of = self._key_for
         outcomes: list[tuple[str, Any]] = []
         given_up: set[str] = set()  # keys whose earlier event could not even be handed over
         try:
             for event in events:
-                key = ordering_key(event)
+                key = key_of(event)
                 if key in given_up:
                     outcomes.append((key, QueueError("an earlier event of this key failed")))
                     countdown.done()
@@ -320,6 +337,11 @@ class PubSubQueue:
         finally:
             countdown.done()
         return outcomes
+
+    def _key_for(self, event: RawEvent) -> str:
+        if self._buckets is None:
+            return ordering_key(event)
+        return f"bucket-{self._buckets.partition_for_key(identity_key(event))}"
 
     def _settle(self, events: Sequence[RawEvent], outcomes: list[tuple[str, Any]]) -> None:
         published: list[RawEvent] = []
