@@ -462,3 +462,33 @@ async def test_rules_file_dead_letters_with_the_rule(tmp_path: Path, patch_loade
     assert "required properties.plan" in reasons
     assert "types properties.price = number" in reasons
     assert "required source" in reasons
+
+
+async def test_a_stuck_queue_answers_503_not_unbounded_memory(
+    tmp_path: Path, patch_loader: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    from eventkit_collector.pipeline import AsyncSink
+
+    gate = threading.Event()  # the app may run on another loop (thread) than the test
+    original = AsyncSink.deliver
+
+    async def stuck(self: AsyncSink, events: Any, entries: Any) -> None:
+        await asyncio.to_thread(gate.wait, 30)
+        await original(self, events, entries)
+
+    monkeypatch.setattr(AsyncSink, "deliver", stuck)
+    collector = Collector(_settings(tmp_path, eventkit_max_pending_requests=2))
+    async with AsyncTestClient(create_app(collector=collector)) as c:
+        statuses = [(await c.post("/v1/track", json=TRACK)).status_code for _ in range(4)]
+        # the first is taken by the (stuck) publisher, two wait, the fourth is refused
+        assert statuses == [200, 200, 200, 503]
+        r = await c.post("/v1/track", json=TRACK)
+        assert r.json()["code"] == "overloaded"
+        assert r.headers["retry-after"] == "1"
+        gate.set()
+        loader = await settle(collector, 3)
+        assert len(loader.events()) == 3
+        assert (await c.post("/v1/track", json=TRACK)).status_code == 200

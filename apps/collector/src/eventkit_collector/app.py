@@ -205,7 +205,7 @@ class Collector:
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
             )
-            await self.pipeline.accept(env, parsed)
+            await self.pipeline.accept(env, parsed, len(data))
             if self.metrics is not None:
                 self.metrics.received(len(parsed.items))
             return 200, SUCCESS, None

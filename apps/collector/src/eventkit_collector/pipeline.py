@@ -114,7 +114,8 @@ class Pipeline:
         self.ring: Any = None
         self.loader: Any = None
         self._sink: _Sink | None = None
-        self._pending: deque[tuple[int, Envelope, Parsed | None]] = deque()
+        self._pending: deque[tuple[int, Envelope, Parsed | None, int]] = deque()
+        self._pending_bytes = 0
         self._wake = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -231,14 +232,21 @@ class Pipeline:
     def check_capacity(self) -> None:
         if not self.started:
             raise Overloaded("the collector is starting or stopping: retry shortly", 1.0)
-        if len(self._pending) >= self.settings.eventkit_max_pending_requests:
+        s = self.settings
+        if (
+            len(self._pending) >= s.eventkit_max_pending_requests
+            or self._pending_bytes >= s.eventkit_max_pending_bytes
+        ):
             raise Overloaded(
-                f"{len(self._pending)} accepted requests are waiting for the queue: retry shortly",
+                f"{len(self._pending)} accepted requests ({self._pending_bytes} bytes) are "
+                "waiting for the queue: retry shortly",
                 1.0,
             )
 
-    async def accept(self, env: Envelope, parsed: Parsed) -> int:
+    async def accept(self, env: Envelope, parsed: Parsed, size: int | None = None) -> int:
         """Append one request durably, hand it to the publisher; returns the entry id.
+
+        ``size``: bytes the request holds in memory until published (default: the body's).
 
         Raises :class:`Overloaded` when the ring buffer is full (nothing was accepted).
         """
@@ -248,7 +256,9 @@ class Pipeline:
             entry_id: int = await self.ring.append(encode_envelope(env))
         except RingBufferFullError as exc:
             raise Overloaded(str(exc), float(getattr(exc, "retry_after", 1.0))) from None
-        self._pending.append((entry_id, env, parsed))
+        size = len(env.body) if size is None else size
+        self._pending.append((entry_id, env, parsed, size))
+        self._pending_bytes += size
         self.accepted_requests += 1
         self._wake.set()
         return entry_id
@@ -271,7 +281,8 @@ class Pipeline:
                     log.exception("ring entry %s is not an envelope; releasing it", entry.id)
                     self._release_ready.append(int(entry.id))
                     continue
-                self._pending.append((int(entry.id), env, None))
+                self._pending.append((int(entry.id), env, None, len(env.body)))
+                self._pending_bytes += len(env.body)
                 total += 1
         if total:
             log.info("recovering %d unpublished requests from the ring buffer", total)
@@ -329,7 +340,8 @@ class Pipeline:
             entries: list[tuple[int, int]] = []
             pending = self._pending
             while pending and len(events) < _MAX_PUBLISH_EVENTS:
-                entry_id, env, parsed = pending.popleft()
+                entry_id, env, parsed, size = pending.popleft()
+                self._pending_bytes -= size
                 if parsed is None:
                     parsed = reparse(env, self.limits)
                 raws = to_raw_events(
