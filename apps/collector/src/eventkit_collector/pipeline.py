@@ -426,7 +426,8 @@ class Pipeline:
     # -- health ------------------------------------------------------------------------------
 
     def health(self) -> dict[str, bool]:
-        status: dict[str, bool] = {"ring_buffer": self.started and self.ring is not None}
+        ring_ok = self.started and self.ring is not None and bool(self.ring.is_open)
+        status: dict[str, bool] = {"ring_buffer": ring_ok}
         if self.loader is not None:
             try:
                 status["storage"] = bool(self.loader.health_check())
