@@ -13,7 +13,8 @@ Run from the repository root::
 2. ``PubSubQueue`` on the Pub/Sub emulator: events/s confirmed by the emulator (``put_many``
    returns once every publish future resolved), 1,000 identities, with the identity as ordering
    key and with ``ordering_buckets=64``; then the same events consumed by an
-   ``EventSubscriptionCoordinator`` (ordered subscription, a handler that only counts). The emulator is started with ``tests/emulators`` unless
+   ``EventSubscriptionCoordinator`` (ordered subscription, a handler that only counts); then
+   publish-only throughput of 10,000 events over 1, 8, 100 and 1,000 distinct ordering keys. The emulator is started with ``tests/emulators`` unless
    ``PUBSUB_EMULATOR_HOST`` is already set (then that one is used).
 
 Prints the figures and writes them to ``benchmarks/results/queues.json``. The machine is shared:
@@ -126,6 +127,21 @@ def emulator() -> Iterator[tuple[str, str]]:
             del os.environ["PUBSUB_EMULATOR_HOST"]
 
 
+async def publish_only(project: str, events: list[RawEvent]) -> float:
+    from eventkit_queues import PubSubQueue, ensure_topic
+
+    topic = f"bench-{uuid.uuid4().hex[:12]}"
+    ensure_topic(project, topic)
+    queue = PubSubQueue(project, topic)
+    await queue.start()
+    started = time.perf_counter()
+    for i in range(0, len(events), CHUNK):
+        await queue.put_many(events[i : i + CHUNK])
+    elapsed = time.perf_counter() - started
+    await queue.stop()
+    return len(events) / elapsed
+
+
 async def run_pubsub(project: str, events: list[RawEvent], buckets: int) -> dict[str, float]:
     from eventkit_queues import (
         EventSubscriptionCoordinator,
@@ -181,6 +197,14 @@ def bench_pubsub(n: int) -> dict[str, Any]:
                 "publish_events_per_s": round(result["publish_events_per_s"]),
                 "subscribe_ordered_events_per_s": round(result["subscribe_events_per_s"]),
             }
+        sweep = {}
+        for keys in (1, 8, 100, 1000):
+            rate = asyncio.run(publish_only(project, make_events(10_000, users=keys, raw=True)))
+            sweep[str(keys)] = round(rate)
+            print(
+                f"PubSubQueue publish, 10,000 events over {keys:>4} ordering keys {rate:>9,.0f} ev/s"
+            )
+        out["publish_events_per_s_by_distinct_keys"] = sweep
     return out
 
 
