@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -421,6 +421,3 @@ def create_app(
     )
     app.state.collector = collector
     return app
-
-
-Handler = Callable[..., Awaitable[Response[bytes]]]
