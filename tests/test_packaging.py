@@ -30,6 +30,7 @@ class Dist:
     name: str  # distribution name
     module: str  # top-level import name
     library: bool  # a library must not pull the heavy optional backends
+    script: str | None = None  # console script an app installs
 
 
 DISTS = (
@@ -38,8 +39,8 @@ DISTS = (
     Dist("eventkit-ring-buffer", "eventkit_ring_buffer", library=True),
     Dist("eventkit-queues", "eventkit_queues", library=True),
     Dist("eventkit-storage", "eventkit_storage", library=True),
-    Dist("eventkit-collector", "eventkit_collector", library=False),
-    Dist("eventkit-loader", "eventkit_loader", library=False),
+    Dist("eventkit-collector", "eventkit_collector", library=False, script="eventkit-collector"),
+    Dist("eventkit-loader", "eventkit_loader", library=False, script="eventkit-loader"),
 )
 
 # What a library installed without extras must never bring along.
@@ -123,3 +124,8 @@ def test_wheel_installs_alone_and_imports(
     code = f"import {dist.module} as m; print(m.__version__)"
     out = _run([python, "-c", code], cwd=tmp_path)  # not the checkout: no source on sys.path
     assert out.strip() == _wheel_version(wheel)
+
+    if dist.script is not None:  # the app's console script is installed and answers --help
+        help_text = _run([str(venv / "bin" / dist.script), "--help"], cwd=tmp_path)
+        assert dist.script in help_text, help_text
+        assert "--data-dir" in help_text, help_text
