@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import eventkit_queues
 import pytest
-from eventkit_core import QueueError, RawEvent
+from eventkit_core import QueueError, RawEvent, encode_raw_event
 from eventkit_queues import PublishError
 from eventkit_queues.pubsub import (
     MAX_ORDERING_KEY_BYTES,
@@ -69,3 +70,34 @@ async def test_pubsub_queue_refuses_events_before_start() -> None:
     queue = eventkit_queues.PubSubQueue("p", "t")
     with pytest.raises(QueueError, match="start"):
         await queue.put_many([RawEvent(payload={})])
+
+
+class RecordingPublisher:
+    """Stands in for a generated PublisherClient: records each Publish request."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[tuple[bytes, str]]] = []
+
+    def publish(self, *, request: Any, retry: object, timeout: float) -> None:
+        self.requests.append([(m.data, m.ordering_key) for m in request.messages])
+
+
+async def test_put_many_packs_many_keys_per_request_within_the_limits() -> None:
+    publisher = RecordingPublisher()
+    queue = eventkit_queues.PubSubQueue("p", "t", publisher=publisher, max_messages=4)
+    events = [RawEvent(payload={"userId": f"u{i}", "n": i}) for i in range(10)]
+    await queue.start()
+    await queue.put_many(events)
+    assert [len(r) for r in publisher.requests] == [4, 4, 2]
+    sent = [message for request in publisher.requests for message in request]
+    assert [key for _data, key in sent] == [f"u{i}" for i in range(10)]  # order kept
+    assert [data for data, _key in sent] == [encode_raw_event(e) for e in events]
+
+    size = len(encode_raw_event(events[0])) + 2 + 16  # data + key + framing, per message
+    by_bytes = eventkit_queues.PubSubQueue("p", "t", publisher=publisher, max_bytes=3 * size + 1)
+    publisher.requests.clear()
+    await by_bytes.start()
+    await by_bytes.put_many(events)
+    assert [len(r) for r in publisher.requests] == [3, 3, 3, 1]
+    await queue.stop()
+    await by_bytes.stop()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
-import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
-from eventkit_core import EventQueue, RawEvent
+from eventkit_core import EventQueue, QueueError, RawEvent
 from eventkit_queues import (
     EventCoordinatorManager,
     EventSubscriptionCoordinator,
@@ -19,7 +19,13 @@ from eventkit_queues import (
     ensure_topic,
 )
 from eventkit_queues.pubsub import ordering_key
-from google.api_core.exceptions import InvalidArgument
+from google.api_core.exceptions import (
+    InvalidArgument,
+    NotFound,
+    RetryError,
+    ServiceUnavailable,
+)
+from google.pubsub_v1 import PublisherClient as GapicPublisherClient
 
 from tests.emulators import PubSubEmulator
 from tests.queues.q_support import Metrics, event, payload_of, seqs_in_order, wait_for
@@ -268,7 +274,7 @@ async def test_dual_path_two_subscriptions_each_receive_every_event(
     assert event_loader.flushes > 1  # the archive path really batched
 
 
-async def test_publish_to_a_deleted_topic_fails_then_resumes(
+async def test_publish_to_a_deleted_topic_fails_then_goes_through(
     pubsub_emulator: PubSubEmulator, topology: Topology
 ) -> None:
     queue = PubSubQueue(topology.project, topology.topic)
@@ -283,39 +289,42 @@ async def test_publish_to_a_deleted_topic_fails_then_resumes(
         assert info.value.published == []
         assert info.value.failed == events
         assert len(info.value.errors) == 9
+        assert all(isinstance(e, NotFound) for e in info.value.errors)  # not retried
         assert queue.depth() == 0
 
-        # the failed keys were resumed: once the topic is back, the same events go through
+        # once the topic is back, the same events go through
         ensure_topic(topology.project, topology.topic)
         await queue.put_many(info.value.failed)
     finally:
         await queue.stop()
 
 
-class FailOncePublisher(pubsub_v1.PublisherClient):  # type: ignore[misc]
-    """A real PublisherClient whose first publish request holding key ``poison`` fails."""
+class FailingPublisher(GapicPublisherClient):  # type: ignore[misc]
+    """A real (generated) PublisherClient whose Publish requests number ``fail_on`` raise."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.failures = 0
+    def __init__(self, fail_on: dict[int, Exception]) -> None:
+        super().__init__()
+        self.fail_on = fail_on
+        self.calls = 0
+        self.sizes: list[int] = []
 
-    def _gapic_publish(self, *args: Any, **kwargs: Any) -> Any:
-        messages = kwargs.get("messages", ())
-        if not self.failures and any(m.ordering_key == "poison" for m in messages):
-            self.failures += 1
-            raise InvalidArgument("injected: this batch is refused")  # type: ignore[no-untyped-call]
-        return super()._gapic_publish(*args, **kwargs)
+    def publish(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.sizes.append(len(kwargs["request"].messages))
+        error = self.fail_on.pop(self.calls, None)
+        if error is not None:
+            raise error
+        return super().publish(*args, **kwargs)
 
 
-async def test_failed_batch_reports_published_and_failed_in_key_order(
+async def test_request_failing_midway_fails_the_rest_and_the_retry_keeps_key_order(
     topology: Topology,
 ) -> None:
-    publisher = FailOncePublisher(
-        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    publisher = FailingPublisher(
+        {2: InvalidArgument("injected: this request is refused")}  # type: ignore[no-untyped-call]
     )
-    queue = PubSubQueue(topology.project, topology.topic, publisher=publisher)
-    events = [event(user, i) for i in range(30) for user in ("good-a", "poison", "good-b")]
-    assert {ordering_key(e) for e in events} == {"good-a", "poison", "good-b"}
+    queue = PubSubQueue(topology.project, topology.topic, publisher=publisher, max_messages=1000)
+    events = [event(f"user-{i % 8}", i) for i in range(3000)]
     received = Received()
     coordinator = EventSubscriptionCoordinator(topology.project, topology.subscription, received)
     await queue.start()
@@ -323,22 +332,49 @@ async def test_failed_batch_reports_published_and_failed_in_key_order(
     try:
         with pytest.raises(PublishError) as info:
             await queue.put_many(events)
-        failed, published = info.value.failed, info.value.published
-        assert failed == [e for e in events if payload_of(e)["userId"] == "poison"]
-        assert published == [e for e in events if payload_of(e)["userId"] != "poison"]
-        assert publisher.failures == 1
+        # request 1 went through; request 2 failed; request 3 was never sent
+        assert publisher.calls == 2
+        assert publisher.sizes == [1000, 1000]
+        assert info.value.published == events[:1000]
+        assert info.value.failed == events[1000:]
+        errors = info.value.errors
+        assert len(errors) == 2000
+        assert all(isinstance(e, InvalidArgument) for e in errors[:1000])
+        assert all(type(e) is QueueError and "earlier" in str(e) for e in errors[1000:])
 
-        await queue.put_many(failed)  # resumed: the retry goes through, in order
-        await wait_for(lambda: len(received.events) >= len(events), 60, "every event")
+        await queue.put_many(info.value.failed)  # the retry, in order
+        assert publisher.calls == 4
+        await wait_for(lambda: len(received.ids) == len(events), 60, "every event")
     finally:
         await coordinator.stop()
         await queue.stop()
-        publisher.stop()
-    by_user: dict[str, list[int]] = {}
-    for ev in received.events:
-        by_user.setdefault(payload_of(ev)["userId"], []).append(payload_of(ev)["seq"])
-    assert by_user["poison"] == list(range(30))
-    assert by_user["good-a"] == list(range(30))
+        publisher.transport.close()  # type: ignore[no-untyped-call]
+    assert seqs_in_order(received.events)
+    assert sorted(seq for _producer, seq in received.ids) == list(range(3000))
+
+
+async def test_transient_errors_are_retried_within_the_deadline(topology: Topology) -> None:
+    def unavailable() -> Exception:
+        return ServiceUnavailable("injected")  # type: ignore[no-untyped-call]
+
+    publisher = FailingPublisher({1: unavailable(), 2: unavailable()})
+    queue = PubSubQueue(topology.project, topology.topic, publisher=publisher, retry_deadline=2)
+    await queue.start()
+    try:
+        await queue.put_many([event("u1", 0)])  # third attempt goes through
+        assert publisher.calls == 3
+
+        publisher.fail_on = {n: unavailable() for n in range(4, 1000)}
+        second = [event("u1", 1)]
+        started = time.monotonic()
+        with pytest.raises(PublishError) as info:  # ... but not forever
+            await queue.put_many(second)
+        assert time.monotonic() - started < 10
+        assert isinstance(info.value.errors[0], RetryError)
+        assert info.value.failed == second
+    finally:
+        await queue.stop()
+        publisher.transport.close()  # type: ignore[no-untyped-call]
 
 
 async def test_poison_messages_go_to_on_poison_and_do_not_block(
@@ -441,11 +477,48 @@ async def test_ordering_buckets_keep_each_identity_in_order(topology: Topology) 
     assert seqs_in_order(received.events)
 
 
-async def test_publisher_without_message_ordering_is_refused(
-    pubsub_emulator: PubSubEmulator,
+async def test_any_publisher_client_is_used_for_its_publish_rpc(
+    pubsub_emulator: PubSubEmulator, topology: Topology
 ) -> None:
-    from eventkit_core import QueueError
+    """A high-level client, even without message ordering: only its Publish RPC is used."""
+    publisher = pubsub_emulator.publisher()
+    queue = PubSubQueue(topology.project, topology.topic, publisher=publisher)
+    received = Received()
+    coordinator = EventSubscriptionCoordinator(topology.project, topology.subscription, received)
+    events = [event(f"user-{i % 5}", i) for i in range(200)]
+    await queue.start()
+    await coordinator.start()
+    try:
+        await queue.put_many(events)
+        await wait_for(lambda: len(received.ids) == len(events), 60, "every event")
+    finally:
+        await coordinator.stop()
+        await queue.stop()
+        publisher.stop()
+    assert seqs_in_order(received.events)
 
-    unordered = pubsub_emulator.publisher()
-    with pytest.raises(QueueError, match="enable_message_ordering"):
-        PubSubQueue(pubsub_emulator.project, "t", publisher=unordered)
+
+async def test_many_keys_per_request_keep_per_key_order(topology: Topology) -> None:
+    """10,000 events over 1,000 ordering keys: published and received, each key in order."""
+    queue = PubSubQueue(topology.project, topology.topic)
+    received = Received()
+    coordinator = EventSubscriptionCoordinator(topology.project, topology.subscription, received)
+    rng = random.Random(7)
+    events = [event(f"user-{rng.randrange(1000)}", seq) for seq in range(10_000)]
+    assert len({ordering_key(e) for e in events}) == 1000
+    await queue.start()
+    await coordinator.start()
+    try:
+        for i in range(0, len(events), 1000):
+            await queue.put_many(events[i : i + 1000])
+        await wait_for(lambda: len(received.ids) == len(events), 120, "all 10k events")
+    finally:
+        await coordinator.stop()
+        await queue.stop()
+    first_seen: list[RawEvent] = []
+    seen: set[tuple[Any, Any]] = set()
+    for ev in received.events:
+        if ident(ev) not in seen:
+            seen.add(ident(ev))
+            first_seen.append(ev)
+    assert seqs_in_order(first_seen)

@@ -2,7 +2,9 @@
 
 Needs the extra ``eventkit-queues[pubsub]``. Every event becomes one message: the data is
 ``encode_raw_event(event)`` and the ordering key is the event's identity
-(:func:`eventkit_core.identity_key`), so one user's events are delivered in order.
+(:func:`eventkit_core.identity_key`), so one user's events are delivered in order. Messages of
+many ordering keys go in one Publish request (the Google client's own ``publish()`` batches
+per ordering key, which with many users means about one message per request).
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import logging
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
@@ -25,13 +27,11 @@ from eventkit_core import (
     encode_raw_event,
     identity_key,
 )
+from google.api_core import exceptions as api_exceptions
 from google.api_core.exceptions import AlreadyExists
-from google.cloud.pubsub_v1.types import (
-    BatchSettings,
-    LimitExceededBehavior,
-    PublisherOptions,
-    PublishFlowControl,
-)
+from google.api_core.retry import Retry, if_exception_type
+from google.pubsub_v1 import PublisherClient as GapicPublisherClient
+from google.pubsub_v1.types import PublishRequest, PubsubMessage
 from opentelemetry.metrics import MeterProvider
 
 from eventkit_queues._metrics import PUBSUB, QueueMetrics
@@ -52,6 +52,25 @@ logger = logging.getLogger("eventkit_queues.pubsub")
 MiB = 1024 * 1024
 #: Pub/Sub refuses ordering keys longer than this (bytes).
 MAX_ORDERING_KEY_BYTES = 1024
+#: Most messages in one Publish request (Pub/Sub's limit).
+MAX_REQUEST_MESSAGES = 1000
+#: Most message bytes in one Publish request (Pub/Sub refuses requests over 10 MB).
+MAX_REQUEST_BYTES = 9 * MiB
+#: Bytes a message adds to a request beyond its data and ordering key (protobuf framing).
+_OVERHEAD = 16
+#: Errors after which a Publish request is sent again (within ``retry_deadline``).
+_TRANSIENT = (
+    api_exceptions.Aborted,
+    api_exceptions.Cancelled,
+    api_exceptions.DeadlineExceeded,
+    api_exceptions.InternalServerError,
+    api_exceptions.ResourceExhausted,
+    api_exceptions.ServiceUnavailable,
+    api_exceptions.Unknown,
+)
+# raw protobuf classes: building 1,000 messages costs a third of the proto-plus wrappers
+_PubsubMessagePb = PubsubMessage.pb()
+_PublishRequestPb = PublishRequest.pb()
 
 
 def topic_path(project_id: str, topic: str) -> str:
@@ -136,51 +155,36 @@ def _close_transport(client: Any) -> None:
         client.transport.close()
 
 
-class _Countdown:
-    """Resolves an asyncio future (from any thread) once ``count`` calls to ``done`` happened."""
-
-    __slots__ = ("_count", "_future", "_lock", "_loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
-        self._loop = loop
-        self._future: asyncio.Future[None] = loop.create_future()
-        self._count = count
-        self._lock = threading.Lock()
-
-    def done(self, _: object = None) -> None:
-        with self._lock:
-            self._count -= 1
-            last = self._count == 0
-        if last:
-            self._loop.call_soon_threadsafe(self._resolve)
-
-    def _resolve(self) -> None:
-        if not self._future.done():
-            self._future.set_result(None)
-
-    async def wait(self) -> None:
-        await self._future
-
-
 class PubSubQueue:
     """Publishes events to a Pub/Sub topic with ordering keys; implements ``EventQueue``.
+
+    Each :meth:`put_many` sends its events in Publish requests of up to ``max_messages``
+    messages / ``max_bytes`` bytes, holding *many ordering keys per request*, one request after
+    the other, and stops at the first request that failed. Pub/Sub keeps the order of the
+    messages of one ordering key within a request and across sequential requests.
 
     Args:
         project_id: Google Cloud project (ignored when ``topic`` is a full path).
         topic: topic id, or ``projects/<p>/topics/<t>``.
-        publisher: a ``PublisherClient`` created with ``enable_message_ordering=True``; by default
-            one is made with the batch and flow-control settings below (and stopped by
-            :meth:`stop`). The Google client itself honours ``PUBSUB_EMULATOR_HOST``.
-        max_messages, max_bytes, max_latency: client-side batch limits (one publish request
-            holds at most this many messages / bytes, and waits at most this many seconds).
-        flow_control_max_messages, flow_control_max_bytes: most messages / bytes outstanding
-            in the client; beyond them :meth:`put_many` waits (never drops).
+        publisher: a ``PublisherClient`` (``google.cloud.pubsub_v1`` or the generated
+            ``google.pubsub_v1`` one) whose Publish RPC is used; by default a generated client
+            is made on :meth:`start` (and closed by :meth:`stop`). Both honour
+            ``PUBSUB_EMULATOR_HOST``. Its batch / ordering settings play no part.
+        max_messages: most messages in one Publish request (at most 1,000, Pub/Sub's limit).
+        max_bytes: most bytes of messages in one Publish request (at most 9 MiB: Pub/Sub
+            refuses requests over 10 MB). A single larger message goes alone.
+        max_latency, flow_control_max_messages, flow_control_max_bytes: accepted for
+            compatibility and ignored: nothing waits to be batched, and at most 4 ``put_many``
+            calls send at once (others wait for a thread, never drop).
         create_topic: create the topic on :meth:`start` if it does not exist.
         ordering_buckets: 0 (default): the ordering key is the identity. N > 0: the ordering
             key is one of N buckets chosen by identity (``Sequencer(N)``): each identity still
-            keeps its order, and publishing is much faster with many identities (the client
-            batches per ordering key), but an ordered subscription then has at most N messages
-            in flight per subscriber (see the README).
+            keeps its order, but an ordered subscription then has at most N messages in flight
+            per subscriber (see the README).
+        request_timeout: seconds one attempt of a Publish request may take.
+        retry_deadline: seconds a request is retried for on transient errors (unavailable,
+            deadline exceeded, ...), with backoff; then it counts as failed. A retried request
+            may have been stored already: the events may arrive twice (at least once).
         meter_provider: OpenTelemetry meter provider; default the global one.
     """
 
@@ -190,38 +194,41 @@ class PubSubQueue:
         topic: str,
         *,
         publisher: Any = None,
-        max_messages: int = 1000,
-        max_bytes: int = 1 * MiB,
-        max_latency: float = 0.01,
+        max_messages: int = MAX_REQUEST_MESSAGES,
+        max_bytes: int = MAX_REQUEST_BYTES,
+        max_latency: float = 0.0,
         flow_control_max_messages: int = 10_000,
         flow_control_max_bytes: int = 64 * MiB,
         create_topic: bool = False,
         ordering_buckets: int = 0,
+        request_timeout: float = 30.0,
+        retry_deadline: float = 60.0,
         meter_provider: MeterProvider | None = None,
     ) -> None:
+        del max_latency, flow_control_max_messages, flow_control_max_bytes  # see the docstring
         self.project_id = project_id
         self.topic = topic_path(project_id, topic)
-        if publisher is not None and not publisher.publisher_options.enable_message_ordering:
-            raise QueueError(
-                "PubSubQueue needs a PublisherClient created with "
-                "publisher_options=PublisherOptions(enable_message_ordering=True)"
-            )
-        self._publisher = publisher
-        self._owns_publisher = publisher is None
-        self._batch_settings = BatchSettings(
-            max_bytes=max_bytes, max_latency=max_latency, max_messages=max_messages
-        )
-        self._flow_control = PublishFlowControl(
-            message_limit=flow_control_max_messages,
-            byte_limit=flow_control_max_bytes,
-            limit_exceeded_behavior=LimitExceededBehavior.BLOCK,
-        )
-        self._create_topic = create_topic
+        if max_messages < 1 or max_bytes < 1:
+            raise ConfigurationError("max_messages and max_bytes must be positive")
         if ordering_buckets < 0:
             raise ConfigurationError(f"ordering_buckets must be 0 or more, got {ordering_buckets}")
+        self._publisher = publisher
+        self._owns_publisher = publisher is None
+        self._max_messages = min(max_messages, MAX_REQUEST_MESSAGES)
+        self._max_bytes = min(max_bytes, MAX_REQUEST_BYTES)
+        self._timeout = request_timeout
+        self._retry = Retry(
+            initial=0.1,
+            maximum=5.0,
+            multiplier=2.0,
+            predicate=if_exception_type(*_TRANSIENT),
+            timeout=retry_deadline,
+        )
+        self._create_topic = create_topic
         self._buckets = Sequencer(ordering_buckets) if ordering_buckets else None
         self._metrics = QueueMetrics(PUBSUB, meter_provider)
-        # publish() blocks while flow control is exhausted: it runs on these threads, not the loop
+        self._send: Callable[..., Any] | None = None
+        # the Publish RPC blocks: put_many sends from these threads, never from the event loop
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._in_flight = 0
         self._active = 0
@@ -232,7 +239,7 @@ class PubSubQueue:
 
     @property
     def publisher(self) -> Any:
-        """The ``PublisherClient`` in use (``None`` before :meth:`start` when it is our own)."""
+        """The publisher client in use (``None`` before :meth:`start` when it is our own)."""
         return self._publisher
 
     async def start(self) -> None:
@@ -242,37 +249,36 @@ class PubSubQueue:
         if self._started:
             return
         if self._publisher is None:
-            self._publisher = pubsub_v1.PublisherClient(
-                batch_settings=self._batch_settings,
-                publisher_options=PublisherOptions(
-                    enable_message_ordering=True, flow_control=self._flow_control
-                ),
-            )
+            self._publisher = GapicPublisherClient()
+        publisher = self._publisher
+        if isinstance(publisher, pubsub_v1.PublisherClient):
+            # the high-level client overrides publish() with its batching one: use the RPC
+            self._send = functools.partial(GapicPublisherClient.publish, publisher)
+        else:
+            self._send = publisher.publish
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=4, thread_name_prefix="eventkit-pubsub-publish"
         )
         if self._create_topic:
             await asyncio.get_running_loop().run_in_executor(
                 self._executor,
-                lambda: ensure_topic(self.project_id, self.topic, publisher=self._publisher),
+                lambda: ensure_topic(self.project_id, self.topic, publisher=publisher),
             )
         self._started = True
         self._metrics.watch(self)
 
     async def stop(self) -> None:
-        """Refuse new events, wait for every ``put_many`` in progress, then stop the client
-        (which sends anything still batched). A publisher passed in is left running."""
+        """Refuse new events, wait for every ``put_many`` in progress, then close our own
+        client. A publisher passed in is left open."""
         if self._stopped:
             return
         self._stopped = True
         await self._idle.wait()
         executor, self._executor = self._executor, None
+        if executor is not None:  # a cancelled put_many may still be sending: let it end
+            await asyncio.to_thread(executor.shutdown, wait=True)
         if self._owns_publisher and self._publisher is not None and self._started:
-            publisher = self._publisher
-            await asyncio.get_running_loop().run_in_executor(executor, publisher.stop)
-            _close_transport(publisher)
-        if executor is not None:
-            executor.shutdown(wait=False)
+            _close_transport(self._publisher)
         self._metrics.unwatch(self)
 
     async def put(self, event: RawEvent) -> None:
@@ -281,9 +287,10 @@ class PubSubQueue:
     async def put_many(self, events: Sequence[RawEvent]) -> None:
         """Publish ``events``; return when the broker confirmed every one of them.
 
-        Raises :class:`PublishError` when some were not published: ``.published`` may be
-        released, ``.failed`` must be put again (in order). Each failed ordering key has been
-        resumed, so the retry can go through.
+        The requests are sent one after the other; at the first one that fails, the rest are
+        not sent. Raises :class:`PublishError`: ``.published`` (the requests before) may be
+        released, ``.failed`` (that request and everything after it) must be put again, in
+        order. Call it sequentially to keep order across calls.
         """
         if not self._started or self._stopped or self._executor is None:
             raise QueueError(
@@ -291,91 +298,82 @@ class PubSubQueue:
             )
         if not events:
             return
-        loop = asyncio.get_running_loop()
-        countdown = _Countdown(loop, len(events) + 1)
         self._active += 1
         self._idle.clear()
         self._in_flight += len(events)
         try:
-            outcomes = await loop.run_in_executor(
-                self._executor, self._publish_all, events, countdown
+            sent, failed_request, error = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._send_all, events
             )
-            await countdown.wait()
         finally:
             self._in_flight -= len(events)
             self._active -= 1
             if not self._active:
                 self._idle.set()
-        self._settle(events, outcomes)
+        self._metrics.enqueued(sent)
+        if error is None:
+            return
+        failed = list(events[sent:])
+        skipped = QueueError(
+            f"not sent: an earlier publish request of this put_many failed "
+            f"({type(error).__name__}: {error})"
+        )
+        errors = [error] * failed_request + [skipped] * (len(failed) - failed_request)
+        raise PublishError(
+            f"{len(failed)} of {len(events)} events were not published to {self.topic} "
+            f"({type(error).__name__}: {error}); put the failed ones again",
+            published=events[:sent],
+            failed=failed,
+            errors=errors,
+        )
 
-    def _publish_all(
-        self, events: Sequence[RawEvent], countdown: _Countdown
-    ) -> list[tuple[str, Any]]:
-        """Runs on a worker thread: ``(ordering key, future or exception)`` per event."""
-        publish = self._publisher.publish
-        topic = self.topic
+    def _send_all(self, events: Sequence[RawEvent]) -> tuple[int, int, BaseException | None]:
+        """Runs on a worker thread: send the requests in order; stop at the first failure.
+
+        Returns how many events (a prefix) were published, how many the failed request held,
+        and its error (``0, None`` when none failed).
+        """
+        send = self._send
+        assert send is not None
+        sent = 0
+        for messages in self._requests(events):
+            request = PublishRequest.wrap(_PublishRequestPb(topic=self.topic, messages=messages))
+            call = functools.partial(send, request=request, retry=None, timeout=self._timeout)
+            try:
+                self._retry(call)()  # bounded: transient errors only, for retry_deadline seconds
+            except Exception as exc:
+                logger.warning(
+                    "publish of %d messages to %s failed: %s", len(messages), self.topic, exc
+                )
+                return sent, len(messages), exc
+            sent += len(messages)
+        return sent, 0, None
+
+    def _requests(self, events: Sequence[RawEvent]) -> Iterator[list[Any]]:
+        """The messages of ``events``, in order, cut into requests within the limits."""
+        max_messages, max_bytes = self._max_messages, self._max_bytes
         key_of = self._key_for
-        outcomes: list[tuple[str, Any]] = []
-        given_up: set[str] = set()  # keys whose earlier event could not even be handed over
-        try:
-            for event in events:
-                key = key_of(event)
-                if key in given_up:
-                    outcomes.append((key, QueueError("an earlier event of this key failed")))
-                    countdown.done()
-                    continue
-                try:
-                    future = publish(topic, encode_raw_event(event), ordering_key=key)
-                except Exception as exc:
-                    if key:
-                        given_up.add(key)
-                    outcomes.append((key, exc))
-                    countdown.done()
-                    continue
-                outcomes.append((key, future))
-                future.add_done_callback(countdown.done)
-        finally:
-            countdown.done()
-        return outcomes
+        batch: list[Any] = []
+        size = 0
+        for event in events:
+            data = encode_raw_event(event)
+            key = key_of(event)
+            message_size = len(data) + len(key.encode("utf-8", "surrogatepass")) + _OVERHEAD
+            if batch and (len(batch) >= max_messages or size + message_size > max_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append(_PubsubMessagePb(data=data, ordering_key=key))
+            size += message_size
+        if batch:
+            yield batch
 
     def _key_for(self, event: RawEvent) -> str:
         if self._buckets is None:
             return ordering_key(event)
         return f"bucket-{self._buckets.partition_for_key(identity_key(event))}"
 
-    def _settle(self, events: Sequence[RawEvent], outcomes: list[tuple[str, Any]]) -> None:
-        published: list[RawEvent] = []
-        failed: list[RawEvent] = []
-        errors: list[BaseException] = []
-        failed_keys: set[str] = set()
-        for event, (key, outcome) in zip(events, outcomes, strict=True):
-            error = outcome if isinstance(outcome, BaseException) else outcome.exception()
-            if error is None and key and key in failed_keys:
-                error = QueueError("published after an earlier event of its key failed")
-            if error is None:
-                published.append(event)
-                continue
-            failed.append(event)
-            errors.append(error)
-            if key:
-                failed_keys.add(key)
-        self._metrics.enqueued(len(published))
-        if not failed:
-            return
-        for key in failed_keys:
-            with contextlib.suppress(ValueError, RuntimeError):
-                self._publisher.resume_publish(self.topic, key)
-        first = errors[0]
-        raise PublishError(
-            f"{len(failed)} of {len(events)} events were not published to {self.topic} "
-            f"({type(first).__name__}: {first}); put the failed ones again",
-            published=published,
-            failed=failed,
-            errors=errors,
-        )
-
     def depth(self) -> int:
-        """Events handed to the client and not yet confirmed by the broker."""
+        """Events in ``put_many`` calls not yet confirmed by the broker."""
         return self._in_flight
 
     def depth_observations(self) -> Iterable[tuple[str, str, int]]:
