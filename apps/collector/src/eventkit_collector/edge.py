@@ -87,8 +87,18 @@ class _Top(msgspec.Struct):
     sentAt: Any = None
 
 
+class _TopBatch(msgspec.Struct):
+    # ``/v1/batch`` in one pass: the items come out of the same decode as the top level.
+    writeKey: Any = None
+    batch: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+    context: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    integrations: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)
+    sentAt: Any = None
+
+
 _ANY: Final = msgspec.json.Decoder()
 _TOP: Final = msgspec.json.Decoder(_Top)
+_TOP_BATCH: Final = msgspec.json.Decoder(_TopBatch)
 _LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
@@ -262,6 +272,22 @@ def _parse_batch(data: bytes, first: int, limits: Limits) -> Parsed:
     if first != ord("{"):
         _decode(_SKIP, data)
         return Parsed(items=[msgspec.Raw(data)], unfit="a batch body must be a JSON object")
+    # Common case first: one decode gives the top-level fields and the items. Anything else
+    # (no 'batch', not an array, a field out of range, bad JSON) takes the general path below,
+    # which gives the answers and messages of the contract.
+    try:
+        fast: _TopBatch | None = _TOP_BATCH.decode(data)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        fast = None
+    if fast is not None and fast.batch is not msgspec.UNSET:
+        _check_count(len(fast.batch), limits)
+        return Parsed(
+            items=fast.batch,
+            batch_context=fast.context or None,
+            batch_integrations=fast.integrations or None,
+            batch_sent_at=fast.sentAt,
+            write_key=fast.writeKey if isinstance(fast.writeKey, str) else None,
+        )
     top = _top(data)
     write_key = top.writeKey if isinstance(top.writeKey, str) else None
     if not top.batch:

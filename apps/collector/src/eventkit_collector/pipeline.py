@@ -43,6 +43,8 @@ from eventkit_collector.settings import Settings
 log = logging.getLogger("eventkit_collector.pipeline")
 
 _RECOVERY_PAGE = 1000
+#: Placeholder for a result that becomes a dead letter (see Pipeline.adapt_batch).
+_BAD: Any = object()
 _MAX_PUBLISH_EVENTS = 20_000
 
 
@@ -387,20 +389,24 @@ class Pipeline:
     def _on_flushed(self, files: Sequence[StoredFile]) -> None:
         if self.settings.eventkit_queue_mode == "pubsub":
             return  # entries were released when published
+        # Rows name their entry (one entry holds many events): count per entry in C, then do
+        # the bookkeeping once per entry rather than once per event.
+        counts: Counter[Any] = Counter()
+        for f in files:
+            counts.update(f.source_ids)
         outstanding = self._outstanding
         ready = self._release_ready
-        for f in files:
-            for sid in f.source_ids:
-                if not isinstance(sid, int):
-                    continue
-                left = outstanding.get(sid)
-                if left is None:
-                    continue
-                if left <= 1:
-                    del outstanding[sid]
-                    ready.append(sid)
-                else:
-                    outstanding[sid] = left - 1
+        for sid, n in counts.items():
+            if not isinstance(sid, int):
+                continue
+            left = outstanding.get(sid)
+            if left is None:
+                continue
+            if left <= n:
+                del outstanding[sid]
+                ready.append(sid)
+            else:
+                outstanding[sid] = left - n
         if ready:
             self._release_wake.set()
 
@@ -452,19 +458,19 @@ class Pipeline:
     def adapt_batch(self, batch: list[RawEvent]) -> list[TypedEvent | DeadLetter]:
         """Adapter + rules over one queue batch: typed events, and dead letters for the rest."""
         results = self.adapter.adapt_many(batch)
-        out: list[TypedEvent | DeadLetter] = []
-        ok: Counter[str] = Counter()
+        # The common case (every event valid) stays in comprehensions; dead letters are rare.
+        out: list[TypedEvent | DeadLetter] = [
+            r.event if r.error is None and r.event is not None else _BAD for r in results
+        ]
         failed: Counter[str] = Counter()
-        for raw, res in zip(batch, results, strict=True):
-            event = res.event
-            if event is not None and res.error is None:
-                out.append(event)
-                ok[event.type] += 1
-            else:
-                assert res.error is not None
-                out.append(DeadLetter.from_raw(raw, res.error))
-                failed[res.error.code] += 1
+        if _BAD in out:
+            for i, (raw, res) in enumerate(zip(batch, results, strict=True)):
+                if out[i] is _BAD:
+                    assert res.error is not None
+                    out[i] = DeadLetter.from_raw(raw, res.error)
+                    failed[res.error.code] += 1
         if self.metrics is not None:
+            ok: Counter[str] = Counter([e.type for e in out if isinstance(e, TypedEvent)])
             self.metrics.processed(ok)
             self.metrics.failed(failed)
         return out
