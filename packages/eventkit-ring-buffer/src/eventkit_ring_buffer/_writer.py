@@ -57,6 +57,97 @@ class Settings:
     retry_after: float
 
 
+class Committer:
+    """Runs one transaction for a list of jobs on one connection (used by one thread only).
+
+    It caches the ``counters`` row it last wrote. ``PRAGMA data_version`` changes only when
+    ANOTHER connection (another process, or this process's other connection) committed, so
+    while it is unchanged the cache is exact and the row need not be read again.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, settings: Settings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self._version: int | None = None
+        self._counters: _schema.Counters | None = None
+
+    def forget(self) -> None:
+        """This connection changed the counters outside :meth:`write`: read them next time."""
+        self._counters = None
+
+    def write(self, jobs: list[Job]) -> tuple[list[Any], _schema.Counts, int, int, int, int]:
+        """One transaction for all jobs, in queue order.
+
+        Returns (one result per job, new counts, entries written, entries released, entries
+        and bytes of the append jobs handled). The caller rolls back if it raises.
+        """
+        s = self.settings
+        conn = self.conn
+        results: list[Any] = []
+        payloads: list[bytes] = []
+        released = done = done_bytes = 0
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        self._counters, counters = None, self._counters  # stays None if this one fails
+        # Read under the write lock: includes every other connection's commits.
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if counters is None or version != self._version:
+            counters = conn.execute(_schema.SELECT_COUNTERS).fetchone()
+        next_id, unpublished, unpublished_bytes, retained = counters
+        first_id = next_id
+        for op, arg, _future, nbytes in jobs:
+            if op <= APPEND_MANY:
+                n = 1 if op == APPEND else len(arg)
+                done += n
+                done_bytes += nbytes
+                if unpublished + n > s.max_entries or unpublished_bytes + nbytes > s.max_bytes:
+                    # Only when another process filled it: this one checked before queueing.
+                    results.append(full_error(s, unpublished, unpublished_bytes))
+                    continue
+                unpublished += n
+                unpublished_bytes += nbytes
+                if op == APPEND:
+                    results.append(next_id)
+                    payloads.append(arg)
+                else:
+                    results.append(list(range(next_id, next_id + n)))
+                    payloads.extend(arg)
+                next_id += n
+            else:  # a release: of committed ids, never of this batch's new ones
+                where, params = (_IDS, (arg,)) if op == RELEASE_IDS else (_RANGE, arg)
+                n, nbytes = self._release(where, params, now)
+                released += n
+                unpublished -= n
+                unpublished_bytes -= nbytes
+                results.append(n)
+        if s.retention_seconds > 0:
+            retained += released
+        new = (next_id, unpublished, unpublished_bytes, retained)
+        if new != counters:  # e.g. every append refused: nothing to write
+            if payloads:
+                _insert(conn, first_id, payloads, now)
+            conn.execute(_schema.UPDATE_COUNTERS, new)
+        conn.execute("COMMIT")
+        self._version, self._counters = version, new
+        return results, _schema.counts(new), len(payloads), released, done, done_bytes
+
+    def _release(self, where: str, params: tuple[Any, ...], now: float) -> tuple[int, int]:
+        """Release (delete, or move to ``released``) matching rows: (count, their bytes)."""
+        conn = self.conn
+        n, nbytes = conn.execute(
+            f"SELECT count(*), total(length(payload)) FROM entries WHERE {where}", params
+        ).fetchone()
+        if not n:
+            return 0, 0
+        if self.settings.retention_seconds > 0:
+            conn.execute(
+                f"INSERT INTO released SELECT id, payload, created_at, ? FROM entries WHERE {where}",
+                (now, *params),
+            )
+        conn.execute(f"DELETE FROM entries WHERE {where}", params)
+        return n, int(nbytes)
+
+
 class Writer:
     def __init__(self, settings: Settings, deliver: Deliver, metrics: Instruments) -> None:
         self.settings = settings
@@ -67,10 +158,13 @@ class Writer:
         #: Connections left open by :meth:`abandon` (tests close them).
         self.abandoned: list[sqlite3.Connection] = []
         self.pragmas: dict[str, Any] = {}
+        #: Set when the thread failed unexpectedly (it then fails every job it is given).
+        self.failed = False
         self._deliver_to_loop = deliver
         self._last_counts: _schema.Counts | None = None
         self._metrics = metrics
         self._conn: sqlite3.Connection | None = None
+        self._tx: Committer | None = None
         self._thread = threading.Thread(target=self._run, name="ringbuffer-writer", daemon=True)
         self._next_maintenance = 0.0
 
@@ -114,6 +208,7 @@ class Writer:
         self._last_counts = opened[1]
         self.ready.set_result(opened)
         self._conn = conn
+        self._tx = Committer(conn, s)
         try:
             self._serve()
         except BaseException as exc:  # a bug: never leave a caller waiting forever
@@ -146,6 +241,7 @@ class Writer:
 
     def _failing(self, exc: BaseException) -> None:
         """After an unexpected error: fail every job with it until asked to stop."""
+        self.failed = True
         self._rollback()
         error = StorageError(f"ring buffer {self.settings.path}: writer thread failed: {exc!r}")
         while True:
@@ -186,8 +282,9 @@ class Writer:
                 return jobs
 
     def _batch(self, jobs: list[Job]) -> None:
+        assert self._tx is not None
         try:
-            results, counts, written, released, done, done_bytes = self._write(jobs)
+            results, counts, written, released, done, done_bytes = self._tx.write(jobs)
         except Exception as exc:
             self._rollback()
             self._fail(jobs, storage_error(self.settings, exc))
@@ -197,76 +294,6 @@ class Writer:
         if released:
             self._metrics.marked_published.add(released)
         self._deliver([job[2] for job in jobs], results, counts, done, done_bytes)
-
-    def _write(self, jobs: list[Job]) -> tuple[list[Any], _schema.Counts, int, int, int, int]:
-        """One transaction for all jobs, in queue order.
-
-        Returns (one result per job, new counts, entries written, entries released, entries
-        and bytes of the append jobs handled).
-        """
-        s = self.settings
-        conn = self._conn
-        assert conn is not None
-        results: list[Any] = []
-        payloads: list[bytes] = []
-        released = done = done_bytes = 0
-        now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        # Read under the write lock: includes every other process's commits.
-        next_id, unpublished, unpublished_bytes, retained = conn.execute(
-            _schema.SELECT_COUNTERS
-        ).fetchone()
-        first_id = next_id
-        for op, arg, _future, nbytes in jobs:
-            if op <= APPEND_MANY:
-                n = 1 if op == APPEND else len(arg)
-                done += n
-                done_bytes += nbytes
-                if unpublished + n > s.max_entries or unpublished_bytes + nbytes > s.max_bytes:
-                    # Only when another process filled it: this one checked before queueing.
-                    results.append(full_error(s, unpublished, unpublished_bytes))
-                    continue
-                unpublished += n
-                unpublished_bytes += nbytes
-                if op == APPEND:
-                    results.append(next_id)
-                    payloads.append(arg)
-                else:
-                    results.append(list(range(next_id, next_id + n)))
-                    payloads.extend(arg)
-                next_id += n
-            else:  # a release: of committed ids, never of this batch's new ones
-                where, params = (_IDS, (arg,)) if op == RELEASE_IDS else (_RANGE, arg)
-                n, nbytes = self._release(conn, where, params, now)
-                released += n
-                unpublished -= n
-                unpublished_bytes -= nbytes
-                results.append(n)
-        if s.retention_seconds > 0:
-            retained += released
-        if payloads:
-            _insert(conn, first_id, payloads, now)
-        counters = (next_id, unpublished, unpublished_bytes, retained)
-        conn.execute(_schema.UPDATE_COUNTERS, counters)
-        conn.execute("COMMIT")
-        return results, _schema.counts(counters), len(payloads), released, done, done_bytes
-
-    def _release(
-        self, conn: sqlite3.Connection, where: str, params: tuple[Any, ...], now: float
-    ) -> tuple[int, int]:
-        """Release (delete, or move to ``released``) matching rows: (count, their bytes)."""
-        n, nbytes = conn.execute(
-            f"SELECT count(*), total(length(payload)) FROM entries WHERE {where}", params
-        ).fetchone()
-        if not n:
-            return 0, 0
-        if self.settings.retention_seconds > 0:
-            conn.execute(
-                f"INSERT INTO released SELECT id, payload, created_at, ? FROM entries WHERE {where}",
-                (now, *params),
-            )
-        conn.execute(f"DELETE FROM entries WHERE {where}", params)
-        return n, int(nbytes)
 
     def _maintain(self) -> None:
         """Delete released rows past retention, checkpoint so the WAL stays bounded, and
@@ -291,6 +318,8 @@ class Writer:
                     cutoff,
                 ).rowcount
                 conn.execute("UPDATE counters SET retained = retained - ?", (deleted,))
+                assert self._tx is not None
+                self._tx.forget()
                 counts = _schema.counts(conn.execute(_schema.SELECT_COUNTERS).fetchone())
                 conn.execute("COMMIT")
                 self._deliver([], [], counts, 0, 0)
