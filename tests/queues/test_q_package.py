@@ -101,3 +101,18 @@ async def test_put_many_packs_many_keys_per_request_within_the_limits() -> None:
     assert [len(r) for r in publisher.requests] == [3, 3, 3, 1]
     await queue.stop()
     await by_bytes.stop()
+
+
+async def test_an_event_that_cannot_be_encoded_fails_with_everything_after_it() -> None:
+    publisher = RecordingPublisher()
+    queue = eventkit_queues.PubSubQueue("p", "t", publisher=publisher, max_messages=2)
+    events = [RawEvent(payload={"userId": f"u{i}"}) for i in range(5)]
+    events[3] = RawEvent(payload={"userId": "u3", "bad": object()})
+    await queue.start()
+    with pytest.raises(PublishError) as info:
+        await queue.put_many(events)
+    await queue.stop()
+    assert info.value.published == events[:2]  # the first request went out
+    assert info.value.failed == events[2:]
+    assert len(info.value.errors) == 3
+    assert [len(r) for r in publisher.requests] == [2]

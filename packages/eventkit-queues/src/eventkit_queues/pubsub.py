@@ -336,7 +336,15 @@ class PubSubQueue:
         send = self._send
         assert send is not None
         sent = 0
-        for messages in self._requests(events):
+        requests = self._requests(events)
+        while True:
+            try:
+                messages = next(requests, None)
+            except Exception as exc:  # an event that cannot be encoded: it and the rest fail
+                logger.warning("cannot encode an event for %s: %s", self.topic, exc)
+                return sent, len(events) - sent, exc
+            if messages is None:
+                return sent, 0, None
             request = PublishRequest.wrap(_PublishRequestPb(topic=self.topic, messages=messages))
             call = functools.partial(send, request=request, retry=None, timeout=self._timeout)
             try:
@@ -347,7 +355,6 @@ class PubSubQueue:
                 )
                 return sent, len(messages), exc
             sent += len(messages)
-        return sent, 0, None
 
     def _requests(self, events: Sequence[RawEvent]) -> Iterator[list[Any]]:
         """The messages of ``events``, in order, cut into requests within the limits."""
