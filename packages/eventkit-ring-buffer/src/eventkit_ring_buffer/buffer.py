@@ -354,6 +354,12 @@ class RingBuffer:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        if len(futures) > 1 and self._loop is not None and not self._inline_this_turn:
+            # Several callers woken here run in the next turn and are likely to append again
+            # together: keep them off the inline path then, so they share a transaction.
+            # (A lone one must not be kept off: it would stay on the writer thread.)
+            self._inline_this_turn = True
+            self._loop.call_soon(self._next_turn)
 
     def _set_counts(self, counts: _schema.Counts) -> None:
         self._rows, self._unpublished, self._unpublished_bytes, self._last_id = counts
