@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import uuid
 
 from eventkit_core import ConfigurationError, StorageError
@@ -63,7 +64,7 @@ def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Conn
         raise StorageError(f"ring buffer {path}: cannot open ({exc}); check the path") from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _switch_to_wal(conn, busy_timeout)
         if str(mode).lower() != "wal":
             raise StorageError(f"ring buffer {path}: cannot switch to WAL mode (got {mode!r})")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -75,6 +76,21 @@ def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Conn
             ) from exc
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> object:
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            # Processes opening a new file at once: SQLite answers BUSY at once, without the
+            # busy handler, to a connection whose wait could deadlock. Retry for busy_timeout.
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY":
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.001)
 
 
 def initialise(conn: sqlite3.Connection, path: str) -> tuple[str, Counts]:

@@ -150,9 +150,10 @@ class RingBuffer:
 
     def _inline_connection(self) -> sqlite3.Connection:
         s = self._settings
-        # busy_timeout 0: never wait for the write lock on the event loop; when another
+        conn = _schema.connect(s.path, busy_timeout=s.busy_timeout, synchronous=s.synchronous)
+        # Then busy_timeout 0: never wait for the write lock on the event loop; when another
         # connection holds it the append goes to the writer thread, which may wait.
-        conn = _schema.connect(s.path, busy_timeout=0, synchronous=s.synchronous)
+        conn.execute("PRAGMA busy_timeout = 0")
         # No auto-checkpoint here: it would run on the event loop (see _commit_inline).
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute(f"PRAGMA journal_size_limit = {s.wal_size_limit}")
