@@ -531,11 +531,15 @@ class PubSubSink:
         assert project is not None
         if s.eventkit_pubsub_create:
             await asyncio.to_thread(ensure_topic, project, s.eventkit_pubsub_topic)
+            # The archive path writes files and needs no delivery order; an ordered
+            # subscription would hand over one unacked message per user at a time, and
+            # EventLoader.add acks only after the flush: about one event per user per flush.
             await asyncio.to_thread(
                 ensure_subscription,
                 project,
                 s.eventkit_pubsub_topic,
                 s.eventkit_pubsub_subscription,
+                enable_message_ordering=False,
             )
         self.queue = PubSubQueue(project, s.eventkit_pubsub_topic)
         await self.queue.start()
@@ -543,6 +547,11 @@ class PubSubSink:
             project_id=project,
             subscription=s.eventkit_pubsub_subscription,
             handler=self.p.loader.add,
+            # Messages stay leased until their file is written: allow two flushes' worth in
+            # flight, or the count limit could never be reached and every flush would wait
+            # for the age limit.
+            max_messages=2 * s.eventkit_flush_max_events,
+            max_bytes=2 * s.eventkit_flush_max_bytes,
         )
         self.manager = EventCoordinatorManager([archive])
         await self.manager.start_all()
