@@ -28,7 +28,9 @@ from litestar.openapi.config import OpenAPIConfig
 
 from eventkit_collector import __version__
 from eventkit_collector.edge import (
+    DISCONNECTED_MESSAGE,
     ClientAddress,
+    ClientDisconnected,
     EdgeError,
     Kind,
     WriteKeys,
@@ -38,6 +40,7 @@ from eventkit_collector.edge import (
     key_id,
     parse_body,
     read_capped,
+    receive_body,
     unauthorized,
     unwrap_form,
     wire_cap,
@@ -132,15 +135,19 @@ class Collector:
     ) -> Response[bytes]:
         """The Litestar face of :meth:`ingest_raw`."""
         client = request.scope.get("client")
-        status, body, headers = await self.ingest_raw(
-            request.headers,
-            request.scope.get("query_string", b""),
-            client[0] if client else None,
-            request.stream(),
-            kind,
-            source,
-            stream,
-        )
+        try:
+            status, body, headers = await self.ingest_raw(
+                request.headers,
+                request.scope.get("query_string", b""),
+                client[0] if client else None,
+                # not request.stream(): it makes a disconnect a 500
+                receive_body(request.receive),
+                kind,
+                source,
+                stream,
+            )
+        except ClientDisconnected:  # nobody is listening; the answer is for logs and metrics
+            return _json(400, error_body("invalid_request", DISCONNECTED_MESSAGE))
         return _json(status, body, headers)
 
     async def ingest_raw(
@@ -155,7 +162,8 @@ class Collector:
     ) -> tuple[int, bytes, dict[str, str] | None]:
         """Auth, read, check, append to the ring buffer; ``(status, body, headers)``.
 
-        Never raises for anything a client sends.
+        Never raises for anything a client sends, except :class:`ClientDisconnected` when the
+        client goes away before the whole body arrived (there is nobody to answer).
         """
         try:
             self.pipeline.check_capacity()
@@ -177,7 +185,8 @@ class Collector:
                 data = decompress(data, encoding, self.limits.max_batch_bytes)
             form_key: str | None = None
             ctype = headers.get("content-type")
-            form = bool(ctype and ctype.startswith("application/x-www-form-urlencoded"))
+            # media types are case-insensitive (RFC 9110)
+            form = bool(ctype and ctype[:33].lower() == "application/x-www-form-urlencoded")
             if form:
                 data, form_key = unwrap_form(data)
             # A gzipped JSON body stays compressed in the ring buffer (about 10x smaller).
@@ -359,6 +368,12 @@ _DESCRIPTION: Final = (
 )
 
 
+def _path(request: Request[Any, Any, Any]) -> str:
+    # Not request.url: it decodes the query string as UTF-8 and raises on other bytes.
+    path = str(request.scope.get("path", ""))
+    return path if len(path) <= 200 else path[:200] + "..."
+
+
 def _exception_handlers() -> dict[
     Any, Callable[[Request[Any, Any, Any], Exception], Response[bytes]]
 ]:
@@ -372,20 +387,48 @@ def _exception_handlers() -> dict[
             413: "payload_too_large",
         }.get(status, "http_error" if status < 500 else "internal_error")
         message = {
-            404: f"no endpoint at {request.url.path}: see /schema for the endpoints",
-            405: f"{request.method} is not allowed on {request.url.path}: see /schema",
+            404: f"no endpoint at {_path(request)}: see /schema for the endpoints",
+            405: f"{request.method} is not allowed on {_path(request)}: see /schema",
         }.get(status, str(exc.detail))
         headers = dict(exc.headers or {})
         return _json(status, error_body(code, message), headers or None)
 
     def server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.exception("unexpected error on %s %s", request.method, _path(request), exc_info=exc)
         return _json(
             500,
             error_body("internal_error", "the collector failed unexpectedly: retry; it is logged"),
         )
 
     return {HTTPException: http_error, Exception: server_error}
+
+
+_CORS_REFUSED: Final = error_body(
+    "invalid_request",
+    "CORS preflight refused: the origin, method or headers are not allowed; "
+    "allowed origins are set by EVENTKIT_CORS_ORIGINS",
+)
+_CORS_REFUSED_HEADERS: Final = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_CORS_REFUSED)).encode()),
+]
+_CORS_FLAG: Final = "eventkit_cors_refused"
+
+
+async def _cors_refusal_as_json(message: Any, scope: Any) -> None:
+    """``before_send``: Litestar's CORS middleware refuses a preflight in text; answer in JSON."""
+    if scope.get("method") != "OPTIONS":
+        return
+    if message["type"] == "http.response.start":
+        if message["status"] == 400 and any(
+            k.lower() == b"content-type" and v.startswith(b"text/plain")
+            for k, v in message.get("headers", ())
+        ):
+            message["headers"] = list(_CORS_REFUSED_HEADERS)
+            scope[_CORS_FLAG] = True
+    elif message["type"] == "http.response.body" and scope.get(_CORS_FLAG):
+        message["body"] = _CORS_REFUSED
+        message["more_body"] = False
 
 
 def create_app(
@@ -418,6 +461,7 @@ def create_app(
         ),
         logging_config=None,
         request_max_body_size=None,
+        before_send=[_cors_refusal_as_json],
     )
     app.state.collector = collector
     return app

@@ -13,7 +13,7 @@ import binascii
 import hmac
 import ipaddress
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from hashlib import sha256
@@ -317,6 +317,30 @@ def _parse_batch(data: bytes, first: int, limits: Limits) -> Parsed:
 # --- reading -----------------------------------------------------------------------------------
 
 
+class ClientDisconnected(Exception):
+    """The client went away before the whole body arrived: nothing was accepted."""
+
+
+DISCONNECTED_MESSAGE: Final = (
+    "the client disconnected before the whole body arrived: nothing was accepted, send it again"
+)
+
+
+async def receive_body(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> AsyncIterator[bytes]:
+    """The body chunks of an ASGI request; :class:`ClientDisconnected` when it is cut short."""
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+        elif kind == "http.disconnect":
+            raise ClientDisconnected
+
+
 def wire_cap(kind: Kind, limits: Limits) -> int:
     """Most bytes read off the wire for an endpoint (a compressed body is never larger)."""
     decoded = limits.max_event_bytes if kind is Kind.SINGLE else limits.max_batch_bytes
@@ -363,20 +387,49 @@ def decompress(data: bytes, encoding: str | None, cap: int) -> bytes:
             "invalid_encoding",
             f"Content-Encoding {encoding!r} is not supported: send gzip, deflate or identity",
         )
-    d = zlib.decompressobj(wbits)
-    try:
-        out = d.decompress(data, cap + 1)
-    except zlib.error as exc:
-        raise EdgeError(
-            400, "invalid_encoding", f"the body is not valid {enc} data ({exc}): compress it again"
-        ) from None
-    if len(out) > cap or d.unconsumed_tail:
-        raise too_large("the body is larger after decompression", f"{cap} bytes decompressed")
-    if not d.eof:
-        raise EdgeError(
-            400, "invalid_encoding", f"the {enc} body is truncated: send the whole stream"
-        )
-    return out
+    return inflate(data, wbits, cap, enc)
+
+
+def inflate(data: bytes, wbits: int, cap: int, name: str = "gzip") -> bytes:
+    """Decompress a whole zlib/gzip/raw-deflate body (every gzip member), at most ``cap`` bytes.
+
+    Raises ``invalid_encoding`` for corrupt or truncated data and for bytes after the end of the
+    stream (that are not another gzip member), ``payload_too_large`` past ``cap``.
+    """
+    parts: list[bytes] = []
+    total = 0
+    rest = data
+    while True:
+        d = zlib.decompressobj(wbits)
+        try:
+            out = d.decompress(rest, cap + 1 - total)
+        except zlib.error as exc:
+            raise EdgeError(
+                400,
+                "invalid_encoding",
+                f"the body is not valid {name} data ({exc}): compress it again",
+            ) from None
+        total += len(out)
+        if total > cap or d.unconsumed_tail:
+            raise too_large("the body is larger after decompression", f"{cap} bytes decompressed")
+        if not d.eof:
+            raise EdgeError(
+                400, "invalid_encoding", f"the {name} body is truncated: send the whole stream"
+            )
+        parts.append(out)
+        rest = d.unused_data
+        if not rest:
+            break
+        # A gzip stream may hold several members (RFC 1952); anything else after the end is not
+        # part of the body: refusing it beats accepting a body the client did not send.
+        if wbits <= 16 or rest[:2] != b"\x1f\x8b":
+            raise EdgeError(
+                400,
+                "invalid_encoding",
+                f"the {name} body has {len(rest)} bytes after the end of the compressed stream: "
+                "send only the compressed body",
+            )
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def unwrap_form(data: bytes) -> tuple[bytes, str | None]:
@@ -392,7 +445,10 @@ def unwrap_form(data: bytes) -> tuple[bytes, str | None]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid_json(f"invalid UTF-8 at byte {exc.start}") from None
-    fields = parse_qsl(text, keep_blank_values=True)
+    try:  # strict: an invalid UTF-8 escape must not become U+FFFD in an accepted body
+        fields = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise invalid_json(f"a form field is not UTF-8 once unescaped ({exc.reason})") from None
     key: str | None = None
     others: list[tuple[str, str]] = []
     for name, value in fields:

@@ -20,7 +20,7 @@ import msgspec
 from eventkit_core import DEFAULT_STREAM, RawEvent
 
 from eventkit_collector.adapter import INVALID_BATCH
-from eventkit_collector.edge import EdgeError, Kind, Limits, Parsed, parse_body
+from eventkit_collector.edge import EdgeError, Kind, Limits, Parsed, inflate, parse_body
 
 
 class Envelope(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -44,8 +44,8 @@ class Envelope(msgspec.Struct, array_like=True, omit_defaults=True):
 
     def json(self) -> bytes:
         """The body as JSON text."""
-        if self.gzip:
-            return zlib.decompress(self.body, 16 + zlib.MAX_WBITS)
+        if self.gzip:  # every member, as the edge read it (zlib.decompress stops at the first)
+            return inflate(self.body, 16 + zlib.MAX_WBITS, 1 << 62)
         return self.body
 
 
@@ -105,8 +105,8 @@ def reparse(env: Envelope, limits: Limits) -> Parsed:
     """Split a stored envelope again (restart recovery). Never raises."""
     try:
         data = env.json()
-    except zlib.error as exc:  # cannot happen for what the edge accepted
-        return Parsed(items=[msgspec.Raw(b'"undecodable body"')], unfit=str(exc))
+    except EdgeError as exc:  # cannot happen for what the edge accepted
+        return Parsed(items=[msgspec.Raw(b'"undecodable body"')], unfit=exc.message)
     try:
         return parse_body(
             kind_of(env.source),

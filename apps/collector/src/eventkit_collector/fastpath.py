@@ -11,14 +11,14 @@ collector's router is mounted in a user's own app.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 from eventkit_core import is_valid_stream
 from eventkit_core.streams import STREAM_RULE
 
 from eventkit_collector.app import Collector
-from eventkit_collector.edge import EdgeError, Kind
+from eventkit_collector.edge import ClientDisconnected, EdgeError, Kind, receive_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,24 +39,6 @@ _WANTED: Final = frozenset(
     }
 )
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
-
-
-class _Disconnected(Exception):
-    pass
-
-
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        kind = message["type"]
-        if kind == "http.request":
-            chunk = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
-        elif kind == "http.disconnect":
-            raise _Disconnected
 
 
 class FastIngest:
@@ -113,12 +95,12 @@ class FastIngest:
                 headers,
                 scope.get("query_string", b""),
                 client[0] if client else None,
-                _body(receive),
+                receive_body(receive),
                 kind,
                 source,
                 stream,
             )
-        except _Disconnected:
+        except ClientDisconnected:  # nobody is listening: no answer
             return
         await self._send(send, status, body, extra, origin)
         metrics = self.collector.metrics
