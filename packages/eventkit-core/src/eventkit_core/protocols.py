@@ -85,12 +85,21 @@ class WarehouseLoader(Protocol):
 
 @runtime_checkable
 class EventQueue(Protocol):
-    """Moves raw events from the durable log to workers, keeping per-identity order."""
+    """Moves raw events from the durable log to workers, keeping per-identity order.
+
+    Lifecycle: call ``start()`` before ``put_many`` (a backend may refuse earlier puts);
+    ``start()`` and ``stop()`` may be called twice; after ``stop()``, ``put_many`` raises
+    :class:`~eventkit_core.QueueError`. ``stop()`` loses nothing a returned ``put_many`` accepted.
+    """
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
-    async def put_many(self, events: Sequence[RawEvent]) -> None: ...
+    async def put_many(self, events: Sequence[RawEvent]) -> None:
+        """Accept events; per-identity order holds across sequential calls."""
+        ...
 
-    def depth(self) -> int: ...
+    def depth(self) -> int:
+        """Events accepted but not yet handed on (queued in process; publishes not yet confirmed)."""
+        ...
