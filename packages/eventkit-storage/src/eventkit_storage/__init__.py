@@ -11,6 +11,7 @@ from eventkit_storage.loader import EventLoader, LoaderStats, LoaderStoppedError
 from eventkit_storage.local import LocalErrorStore, LocalEventStore
 from eventkit_storage.memory import MemoryErrorStore, MemoryEventStore
 from eventkit_storage.parquet import (
+    UnstorableEventsError,
     dead_letters_to_table,
     events_to_table,
     read_dead_letters,
@@ -36,6 +37,7 @@ __all__ = [
     "LocalEventStore",
     "MemoryErrorStore",
     "MemoryEventStore",
+    "UnstorableEventsError",
     "__version__",
     "dead_letters_to_table",
     "event_path",

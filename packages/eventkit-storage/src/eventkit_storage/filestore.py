@@ -4,7 +4,9 @@ A backend (:class:`FileBackend`) only knows how to create a file once, read it a
 :class:`FileEventStore` and :class:`FileErrorStore` do the rest, the same way for every backend:
 group a batch by stream and ``received_at`` hour, name each file after its source entries
 (:func:`~eventkit_storage.paths.file_name`), build the Parquet bytes off the event loop, write
-the groups concurrently, count bytes and files, and report what was written.
+the groups concurrently, count bytes and files, and report what was written. Items that can
+never be stored make a write raise :class:`~eventkit_storage.parquet.UnstorableEventsError`
+(naming them) before anything of the batch is written.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
 from eventkit_storage.parquet import (
+    UnstorableEventsError,
     dead_letters_to_table,
     events_to_table,
     read_dead_letters,
@@ -151,28 +154,60 @@ class _FileStore:
     ) -> list[StoredFile]:
         if not items:
             return []
+        groups = _group(items)
+        # Every group is converted before any is written: a batch holding items that cannot be
+        # stored (UnstorableEventsError, naming all of them) writes nothing.
+        converted = await asyncio.gather(
+            *(asyncio.to_thread(self._prepare, group, to_table) for group in groups),
+            return_exceptions=True,
+        )
+        rejected: list[tuple[TypedEvent | DeadLetter, str]] = []
+        for outcome in converted:
+            if isinstance(outcome, UnstorableEventsError):
+                rejected.extend(outcome.rejected)
+            elif isinstance(outcome, BaseException):
+                self._failed = True
+                raise outcome
+        if rejected:
+            raise UnstorableEventsError(rejected)
         # Wait for every group even when one fails: a retry must not race a write still going.
         outcomes = await asyncio.gather(
-            *(self._write_group(group, to_table) for group in _group(items)),
+            *(
+                self._write_group(group, *prepared)
+                for group, prepared in zip(groups, converted, strict=True)
+                if isinstance(prepared, tuple)
+            ),
             return_exceptions=True,
         )
         written: list[StoredFile] = []
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
+        for result in outcomes:
+            if isinstance(result, BaseException):
                 self._failed = True
-                raise outcome
-            written.append(outcome)
+                raise result
+            written.append(result)
         self._failed = False
         return written
 
-    async def _write_group(
-        self,
-        group: Sequence[_Item],
-        to_table: Callable[[Sequence[_Item]], pa.Table],
-    ) -> StoredFile:
+    def _prepare(
+        self, group: Sequence[_Item], to_table: Callable[[Sequence[_Item]], pa.Table]
+    ) -> tuple[str, bytes]:
+        """The path and the Parquet bytes of ``group`` (runs in a worker thread)."""
+        data = table_to_parquet_bytes(to_table(group))
         first = group[0]
-        path = event_path(self._kind, first.stream, first.received_at, file_name(group))
-        data = await asyncio.to_thread(_parquet, group, to_table)
+        try:
+            name = file_name(group)
+        except (AttributeError, TypeError, ValueError):
+            rejected: list[tuple[TypedEvent | DeadLetter, str]] = [
+                (item, f"column 'message_id': {type(item.message_id).__name__} is not a str")
+                for item in group
+                if item.message_id is not None and not isinstance(item.message_id, str)
+            ]
+            if not rejected:
+                raise
+            raise UnstorableEventsError(rejected) from None
+        return event_path(self._kind, first.stream, first.received_at, name), data
+
+    async def _write_group(self, group: Sequence[_Item], path: str, data: bytes) -> StoredFile:
         created, size = await self.backend.create(path, data)
         if created:
             labels = {"storage_type": self.backend.storage_type}
@@ -186,10 +221,6 @@ class _FileStore:
             source_ids=tuple(i.source_id for i in group if i.source_id is not None),
             created=created,
         )
-
-
-def _parquet(group: Sequence[_Item], to_table: Callable[[Sequence[_Item]], pa.Table]) -> bytes:
-    return table_to_parquet_bytes(to_table(group))
 
 
 class FileEventStore(_FileStore):
@@ -206,6 +237,9 @@ class FileEventStore(_FileStore):
 
         A file whose name exists already (the same entries written before a crash) is left as
         it is and reported with ``created=False``. Raises on failure; nothing is reported then.
+        Events that can never be stored as they are (a lone surrogate in a string, JSON bytes
+        that are not UTF-8, a wrong type, a missing required value) make it raise
+        :class:`~eventkit_storage.parquet.UnstorableEventsError` naming them, writing nothing.
         """
         return await self._write(events, events_to_table)
 
@@ -249,7 +283,24 @@ class FileErrorStore(_FileStore):
 
 
 def _group(items: Sequence[_Item]) -> list[list[_Item]]:
-    """Items by (stream, UTC hour of received_at), in order of first appearance."""
+    """Items by (stream, UTC hour of received_at), in order of first appearance.
+
+    Raises :class:`UnstorableEventsError` naming the items whose ``received_at`` is no datetime.
+    """
+    try:
+        return _group_by_hour(items)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        rejected: list[tuple[TypedEvent | DeadLetter, str]] = [
+            (item, f"column 'received_at': {type(item.received_at).__name__} is not a datetime")
+            for item in items
+            if not isinstance(item.received_at, datetime)
+        ]
+        if not rejected:
+            raise
+        raise UnstorableEventsError(rejected) from None
+
+
+def _group_by_hour(items: Sequence[_Item]) -> list[list[_Item]]:
     groups: dict[tuple[str, Any], list[_Item]] = {}
     for item in items:
         received = item.received_at

@@ -10,6 +10,15 @@ Each stream (and, separately, each stream's dead letters) has its own buffer; a 
 into a batch when it holds ``max_events`` items or ``max_bytes`` bytes, or when its first item
 is ``max_age`` seconds old, and always on :meth:`EventLoader.stop`. Batches of one stream are
 written one after the other, in order; different streams are written concurrently.
+
+Retrying is right when the store is unavailable, not when the batch itself cannot be stored:
+an event holding what Parquet cannot take (a string with a lone surrogate, JSON bytes that are
+not UTF-8: things a hand-built event can hold) would fail every attempt and hold its stream up
+for good. The stores say so with :class:`~eventkit_storage.parquet.UnstorableEventsError`,
+naming those events; the loader writes them to the error store as dead letters
+(``reason_code`` ``"unstorable"``) and the rest of the batch as usual, at once. Without an error
+store it keeps retrying (and logs why, once). Dead letters are all text: a dead-letter batch
+that cannot be stored should not happen; it is logged once and retried like an I/O failure.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final, Literal
 
 import msgspec
@@ -35,9 +45,12 @@ from eventkit_core import (
     StorageError,
     StoredFile,
     TypedEvent,
+    utcnow,
     validate_stream,
 )
 from eventkit_core.errors import ConfigurationError
+
+from eventkit_storage.parquet import UnstorableEventsError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +62,8 @@ DEFAULT_MAX_EVENTS: Final = 10_000
 DEFAULT_MAX_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_MAX_AGE: Final = 5.0
 DEFAULT_MAX_BUFFERED_EVENTS: Final = 100_000
+#: ``reason_code`` of the dead letter made of an event that cannot be stored.
+UNSTORABLE: Final = "unstorable"
 
 
 class LoaderStoppedError(EventkitError, RuntimeError):
@@ -70,6 +85,8 @@ class LoaderStats(msgspec.Struct, frozen=True, kw_only=True):
     write_failures: int
     #: True while some batch is failing and being retried.
     retrying: bool
+    #: Events that could not be stored as they are, written as dead letters instead.
+    unstorable: int = 0
 
 
 @dataclass(eq=False)
@@ -107,6 +124,11 @@ class EventLoader:
       ``source_ids`` may now be released); may be a coroutine function. Its errors are logged.
     - ``retry_initial`` (0.5 s) and ``retry_max`` (30 s): backoff between attempts of a batch
       that failed to write; it doubles from ``retry_initial`` up to ``retry_max``.
+
+    Events the event store cannot store as they are (it raises
+    :class:`~eventkit_storage.parquet.UnstorableEventsError`) become dead letters with
+    ``reason_code`` ``"unstorable"`` in ``error_store`` (keeping their ``source_id``); without
+    an ``error_store`` their batch is retried for ever, like a failing store.
     """
 
     def __init__(
@@ -155,6 +177,8 @@ class EventLoader:
         self._files_written = 0
         self._rows_written = 0
         self._write_failures = 0
+        self._unstorable = 0
+        self._warned_unstorable: set[_Kind] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -236,6 +260,7 @@ class EventLoader:
             rows_written=self._rows_written,
             write_failures=self._write_failures,
             retrying=bool(self._failing),
+            unstorable=self._unstorable,
         )
 
     # -- internals -------------------------------------------------------------------------
@@ -332,7 +357,7 @@ class EventLoader:
     async def _write_pending(self, stream: _Stream) -> None:
         while stream.pending:
             batch = stream.pending[0]
-            files = await self._write_with_retry(stream, batch.items)
+            files = await self._write_with_retry(stream.kind, stream.name, batch.items)
             stream.pending.popleft()
             self._files_written += len(files)
             self._rows_written += len(batch.items)
@@ -342,31 +367,86 @@ class EventLoader:
             if not batch.done.done():
                 batch.done.set_result(None)
 
-    async def _write_with_retry(self, stream: _Stream, items: list[Item]) -> Sequence[StoredFile]:
-        key = (stream.kind, stream.name)
+    async def _write_with_retry(
+        self, kind: _Kind, name: str, items: list[Item]
+    ) -> list[StoredFile]:
+        key = (kind, name)
         delay = self.retry_initial
+        written: list[StoredFile] = []
         while True:
             try:
-                files = await self._write(stream.kind, items)
+                written.extend(await self._write(kind, items))
+                break
+            except UnstorableEventsError as exc:
+                split = self._split_unstorable(kind, name, items, exc)
+                if split is None:
+                    failure: Exception = exc
+                else:
+                    # No waiting: the store is fine, the batch was not. The dead letters are
+                    # written first; everything is reported once the rest is written too.
+                    items, letters = split
+                    written.extend(await self._write_with_retry("dead-letters", name, letters))
+                    if not items:
+                        break
+                    continue
             except Exception as exc:
-                self._write_failures += 1
-                if key not in self._failing:
-                    logger.warning(
-                        "writing %d %s of stream %r failed; retrying until it works: %s",
-                        len(items),
-                        stream.kind,
-                        stream.name,
-                        exc,
-                        exc_info=exc,
-                    )
-                self._failing.add(key)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
-                continue
-            if key in self._failing:
-                self._failing.discard(key)
-                logger.info("writing %s of stream %r works again", stream.kind, stream.name)
-            return files
+                failure = exc
+            self._write_failures += 1
+            if key not in self._failing:
+                logger.warning(
+                    "writing %d %s of stream %r failed; retrying until it works: %s",
+                    len(items),
+                    kind,
+                    name,
+                    failure,
+                    exc_info=failure,
+                )
+            self._failing.add(key)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_max)
+        if key in self._failing:
+            self._failing.discard(key)
+            logger.info("writing %s of stream %r works again", kind, name)
+        return written
+
+    def _split_unstorable(
+        self, kind: _Kind, name: str, items: list[Item], error: UnstorableEventsError
+    ) -> tuple[list[Item], list[Item]] | None:
+        """(items to write, dead letters of the unstorable ones); None: retry as it is."""
+        if kind != "events" or self.error_store is None:
+            if kind not in self._warned_unstorable:
+                self._warned_unstorable.add(kind)
+                logger.error(
+                    "%s of stream %r cannot be stored (%s) and %s: retrying for ever, "
+                    "the stream is held up until then",
+                    kind,
+                    name,
+                    error,
+                    "there is no error_store to dead-letter them (give the EventLoader one)"
+                    if kind == "events"
+                    else "dead letters have nowhere else to go (this should not happen)",
+                )
+            return None
+        reasons = {id(item): reason for item, reason in error.rejected}
+        keep = [item for item in items if id(item) not in reasons]
+        if len(keep) == len(items):
+            return None  # it names none of these items: retry, log as a failure
+        letters: list[Item] = [
+            _unstorable_letter(item, reasons[id(item)])
+            for item in items
+            if id(item) in reasons and isinstance(item, TypedEvent)
+        ]
+        self._unstorable += len(letters)
+        logger.warning(
+            "%d of %d events of stream %r cannot be stored, written as dead letters "
+            "(reason_code %r) instead; first: %s",
+            len(letters),
+            len(items),
+            name,
+            UNSTORABLE,
+            error.rejected[0][1],
+        )
+        return keep, letters
 
     async def _write(self, kind: _Kind, items: list[Item]) -> Sequence[StoredFile]:
         if kind == "events":
@@ -400,3 +480,37 @@ class EventLoader:
                     batch.done.set_exception(error)
                     batch.done.exception()  # retrieved: no "never retrieved" warning
         self._space.set()
+
+
+def _unstorable_letter(event: TypedEvent, reason: str) -> DeadLetter:
+    """A dead letter for ``event``, which cannot be stored; every field of it can be."""
+    received = event.received_at
+    message_id = event.message_id
+    return DeadLetter(
+        stream=event.stream,
+        reason_code=UNSTORABLE,
+        reason=_storable(reason),
+        payload=_payload_text(event.payload),
+        received_at=received if isinstance(received, datetime) else utcnow(),
+        message_id=None if message_id is None else _storable(str(message_id)),
+        source="loader",
+        source_id=event.source_id,
+    )
+
+
+def _payload_text(value: object) -> str:
+    """JSON text of a payload; bytes that are not UTF-8 are replaced (U+FFFD)."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, (bytes, bytearray, memoryview, msgspec.Raw)):
+        return bytes(value).decode("utf-8", "replace")
+    return "null" if value is None else _storable(repr(value))
+
+
+def _storable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes (UTF-8 can hold it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

@@ -3,11 +3,17 @@
 Tables are built column by column for a whole batch, never row by row. The JSON columns are
 made from the undecoded :class:`msgspec.Raw` bytes the events carry: the bytes are joined once
 and become the data buffer of an Arrow string array (no JSON round trip, no per-event str).
+
+Items that can never be stored (a string with a lone surrogate, JSON bytes that are not UTF-8, a
+value of the wrong type, a null in a required column: things a hand-built event can hold) make
+the conversion raise :class:`UnstorableEventsError` naming them. Only then are the columns that
+failed searched, by bisection, for the values Arrow rejects: the happy path does no per-event
+checking of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, Final
@@ -16,7 +22,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from eventkit_core import DeadLetter, TypedEvent
+from eventkit_core import DeadLetter, EventkitError, TypedEvent
 
 from eventkit_storage.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, JSON_COLUMNS
 
@@ -74,39 +80,146 @@ _NULL_STRING: Final = pa.scalar(None, pa.string())
 _ZERO_OFFSET: Final = pa.array([0], pa.int32())
 # Largest data buffer of one pa.string() array (32-bit offsets).
 _MAX_CHUNK_BYTES: Final = 2**31 - 1
+#: What Arrow (and the encoders before it) raise for a value it cannot take. ArrowInvalid is a
+#: ValueError, ArrowTypeError a TypeError, UnicodeEncodeError (lone surrogates) a ValueError.
+_DATA_ERRORS: Final = (ValueError, TypeError, OverflowError)
+#: Longest reason kept per rejected item (Arrow's messages may quote the whole value).
+_MAX_REASON: Final = 500
+
+
+class UnstorableEventsError(EventkitError, ValueError):
+    """Some items of a batch can never be written as they are: a data problem, not an I/O one.
+
+    ``rejected`` holds each such item (the object given) with the reason, which names the
+    column. Writing the same batch again fails the same way: write the other items and keep
+    these elsewhere (:class:`~eventkit_storage.EventLoader` turns them into dead letters with
+    ``reason_code`` ``"unstorable"``). A store raising it writes nothing of the batch.
+    """
+
+    code = "unstorable"
+
+    def __init__(self, rejected: Sequence[tuple[TypedEvent | DeadLetter, str]]) -> None:
+        self.rejected = tuple(rejected)
+        first = self.rejected[0][1] if self.rejected else "no reason given"
+        super().__init__(
+            f"{len(self.rejected)} item(s) cannot be stored as they are (first: {first}): "
+            "fix what produces them; an EventLoader with an error_store dead-letters them"
+        )
 
 
 def events_to_table(events: Sequence[TypedEvent]) -> pa.Table:
-    """An Arrow table with :data:`EVENT_SCHEMA`, one row per event, in the given order."""
-    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    """An Arrow table with :data:`EVENT_SCHEMA`, one row per event, in the given order.
+
+    Raises :class:`UnstorableEventsError` naming the events that cannot be stored.
+    """
+    columns: dict[str, pa.Array | pa.ChunkedArray | None] = {}
+    rejected: dict[int, list[str]] = {}
     for name in _STRING_COLUMNS:
-        columns[name] = pa.array(list(map(attrgetter(name), events)), pa.string())
-    columns.update(_time_columns(events))
+        values = list(map(attrgetter(name), events))
+        columns[name] = _column(EVENT_SCHEMA, name, values, _string_array, rejected)
+    times = _time_columns(events)
+    for name in _TIME_COLUMNS:
+        made = None if times is None else times[name]
+        if made is None or (made.null_count and not EVENT_SCHEMA.field(name).nullable):
+            values = list(map(attrgetter(name), events))
+            made = _column(EVENT_SCHEMA, name, values, _timestamp_array, rejected)
+        columns[name] = made
     for name in _RAW_COLUMNS:
-        columns[name] = raw_to_string_array(list(map(attrgetter(name), events)))
+        values = list(map(attrgetter(name), events))
+        columns[name] = _column(EVENT_SCHEMA, name, values, raw_to_string_array, rejected)
+    if rejected:
+        raise UnstorableEventsError(
+            [(events[i], "; ".join(reasons)) for i, reasons in sorted(rejected.items())]
+        )
     return pa.Table.from_pydict(
         {name: columns[name] for name in EVENT_SCHEMA.names}, schema=EVENT_SCHEMA
     )
 
 
-def _time_columns(events: Sequence[TypedEvent]) -> dict[str, pa.Array]:
+def _string_array(values: Sequence[Any]) -> pa.Array:
+    return pa.array(values, pa.string())
+
+
+def _timestamp_array(values: Sequence[Any]) -> pa.Array:
+    return pa.array(values, _TS)
+
+
+def _column(
+    schema: pa.Schema,
+    name: str,
+    values: list[Any],
+    convert: Callable[[list[Any]], pa.Array | pa.ChunkedArray],
+    rejected: dict[int, list[str]],
+) -> pa.Array | pa.ChunkedArray | None:
+    """``convert(values)``; on a data error, the rejected values are added to ``rejected``.
+
+    Returns None when some value was rejected. Raises the conversion's error when no single
+    value can be blamed (then it is not a data problem of an item).
+    """
+    try:
+        array = convert(values)
+    except _DATA_ERRORS:
+        bad = _bad_values(values, convert)
+        if not bad:
+            raise
+        for index, reason in bad:
+            rejected.setdefault(index, []).append(f"column {name!r}: {_reason(reason)}")
+        return None
+    if array.null_count and not schema.field(name).nullable:
+        for index, value in enumerate(values):
+            if value is None:
+                rejected.setdefault(index, []).append(f"column {name!r}: null in a required column")
+        return None
+    return array
+
+
+def _bad_values(
+    values: list[Any], convert: Callable[[list[Any]], pa.Array | pa.ChunkedArray]
+) -> list[tuple[int, str]]:
+    """(index, error) of each value ``convert`` rejects, found by bisection (failure path only)."""
+    found: list[tuple[int, str]] = []
+
+    def search(start: int, end: int) -> None:
+        if end - start > 1:
+            middle = (start + end) // 2
+            for part in ((start, middle), (middle, end)):
+                try:
+                    convert(values[part[0] : part[1]])
+                except _DATA_ERRORS:
+                    search(*part)
+            return
+        try:
+            convert(values[start:end])
+        except _DATA_ERRORS as exc:
+            found.append((start, f"{type(exc).__name__}: {exc}"))
+
+    search(0, len(values))
+    return found
+
+
+def _reason(text: str) -> str:
+    """``text`` shortened and made storable (no lone surrogates)."""
+    if len(text) > _MAX_REASON:
+        text = text[: _MAX_REASON - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _time_columns(events: Sequence[TypedEvent]) -> dict[str, pa.Array] | None:
     # All four time columns in one pass: msgspec writes the datetimes as ISO 8601 text in C
     # (much faster than pyarrow converting datetime objects one by one), Arrow splits and
     # parses that text in bulk. Naive datetimes have no zone to parse: those batches take the
-    # plain path, where pyarrow reads naive values as UTC.
+    # plain path (None: convert each column), where pyarrow reads naive values as UTC; so do
+    # batches holding something that is not a datetime.
     count = len(events)
+    if not count:
+        return None
     values: list[datetime | None] = []
     for name in _TIME_COLUMNS:
         values.extend(map(attrgetter(name), events))
     try:
-        parsed = _parse_iso_list(values) if count else None
-    except (pa.ArrowInvalid, ValueError):
-        parsed = None
-    if parsed is None:
-        return {
-            name: pa.array(values[i * count : (i + 1) * count], _TS)
-            for i, name in enumerate(_TIME_COLUMNS)
-        }
+        parsed = _parse_iso_list(values)
+    except _DATA_ERRORS:
+        return None
     return {name: parsed.slice(i * count, count) for i, name in enumerate(_TIME_COLUMNS)}
 
 
@@ -151,10 +264,20 @@ def raw_to_string_array(values: Sequence[msgspec.Raw | bytes | None]) -> pa.Arra
 
 
 def dead_letters_to_table(items: Sequence[DeadLetter]) -> pa.Table:
-    """An Arrow table with :data:`DEAD_LETTER_SCHEMA`, one row per dead letter."""
+    """An Arrow table with :data:`DEAD_LETTER_SCHEMA`, one row per dead letter.
+
+    Raises :class:`UnstorableEventsError` naming the dead letters that cannot be stored.
+    """
     columns: dict[str, Any] = {}
+    rejected: dict[int, list[str]] = {}
     for field in DEAD_LETTER_SCHEMA:
-        columns[field.name] = pa.array([getattr(d, field.name) for d in items], field.type)
+        values = list(map(attrgetter(field.name), items))
+        convert = _timestamp_array if field.type == _TS else _string_array
+        columns[field.name] = _column(DEAD_LETTER_SCHEMA, field.name, values, convert, rejected)
+    if rejected:
+        raise UnstorableEventsError(
+            [(items[i], "; ".join(reasons)) for i, reasons in sorted(rejected.items())]
+        )
     return pa.Table.from_pydict(columns, schema=DEAD_LETTER_SCHEMA)
 
 
