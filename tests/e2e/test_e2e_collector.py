@@ -211,10 +211,11 @@ def exposed_names(text: str) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("front", ["true", "false"], ids=["asgi-front", "litestar-only"])
 def test_local_every_endpoint_lands_in_parquet(
-    collector_server: StartCollector, tmp_path: Path
+    collector_server: StartCollector, tmp_path: Path, front: str
 ) -> None:
-    cp = collector_server(EVENTKIT_FLUSH_MAX_AGE="0.5")
+    cp = collector_server(EVENTKIT_FLUSH_MAX_AGE="0.5", EVENTKIT_INGEST_FRONT=front)
     sent = Sent()
     send_everything(cp.url, sent)
     check_errors(cp.url)

@@ -50,6 +50,7 @@ def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool 
     """Run one server process until SIGTERM/SIGINT (then drain and flush)."""
     import uvicorn
 
+    from eventkit_collector.app import create_app
     from eventkit_collector.fastpath import create_asgi
 
     configure_logging(settings.eventkit_log_level)
@@ -57,7 +58,8 @@ def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool 
     if shard is not None and metrics_port:
         metrics_port += shard
     try:
-        app = create_asgi(settings, shard=shard, metrics_port=metrics_port)
+        serve = create_asgi if settings.eventkit_ingest_front else create_app
+        app = serve(settings, shard=shard, metrics_port=metrics_port)
     except ConfigurationError as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(3) from None
