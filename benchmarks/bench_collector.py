@@ -86,10 +86,13 @@ def wait_rows(root: Path, expected: int, timeout: float = 180.0) -> float:
     raise RuntimeError(f"only {count_rows(root)} of {expected} rows after {timeout} s")
 
 
-def start_server(data: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    data: Path, workers: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTKIT_")}
     env.update({"EVENTKIT_FLUSH_MAX_AGE": "1.0", "EVENTKIT_LOG_LEVEL": "warning"})
+    env.update(extra_env or {})
     args = [
         sys.executable,
         "-m",
@@ -138,10 +141,16 @@ def scenario(
     return report
 
 
-def run(workers: int, duration: float, connections: int, modes: list[str]) -> dict[str, Any]:
+def run(
+    workers: int,
+    duration: float,
+    connections: int,
+    modes: list[str],
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="eventkit-bench-") as tmp:
         data = Path(tmp) / "data"
-        proc, port = start_server(data, workers)
+        proc, port = start_server(data, workers, extra_env)
         url = f"http://127.0.0.1:{port}"
         out: dict[str, Any] = {"workers": workers}
         try:
@@ -175,7 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--modes", nargs="*", default=["batch", "track"], choices=["batch", "track"])
     p.add_argument("--no-write", action="store_true", help="do not write the results file")
+    p.add_argument(
+        "--litestar-only",
+        action="store_true",
+        help="serve ingest through the Litestar app (EVENTKIT_INGEST_FRONT=false); "
+        "results go to collector_litestar_only.json",
+    )
     args = p.parse_args(argv)
+    extra_env = {"EVENTKIT_INGEST_FRONT": "false"} if args.litestar_only else {}
+    results_path = (
+        RESULTS.with_name("collector_litestar_only.json") if args.litestar_only else RESULTS
+    )
     try:
         import uvloop
 
@@ -190,12 +209,15 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
-        "runs": [run(w, args.duration, args.connections, args.modes) for w in args.workers],
+        "ingest_front": not args.litestar_only,
+        "runs": [
+            run(w, args.duration, args.connections, args.modes, extra_env) for w in args.workers
+        ],
     }
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {RESULTS}")
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {results_path}")
     return 0
 
 
