@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -65,13 +68,25 @@ def loader_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_SCRATCH_ROOT = Path(tempfile.mkdtemp(prefix="eventkit-loader-cwd-"))
+atexit.register(shutil.rmtree, _SCRATCH_ROOT, True)
+
+
+def scratch_dir() -> Path:
+    """A fresh working directory for a loader process (removed when the test run ends).
+
+    Without ``--data-dir`` the loader keeps its state in ``./eventkit-data``: never the checkout's.
+    """
+    return Path(tempfile.mkdtemp(dir=_SCRATCH_ROOT))
+
+
 def run_loader(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         loader_argv(*args),
         env=env or loader_env(),
-        cwd=cwd,
+        cwd=cwd or scratch_dir(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -95,6 +110,7 @@ class LoaderProcess:
         self.proc = subprocess.Popen(
             loader_argv(*args),
             env=env or loader_env(),
+            cwd=scratch_dir(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
