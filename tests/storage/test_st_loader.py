@@ -27,6 +27,8 @@ from eventkit_storage import EventLoader, LoaderStoppedError
 from eventkit_storage.memory import MemoryErrorStore, MemoryEventStore
 from eventkit_storage.parquet import read_dead_letters, read_events
 
+from tests.storage.st_support import FlakyStore, Reports
+
 MakeEvent = Callable[..., TypedEvent]
 MakeDeadLetter = Callable[..., DeadLetter]
 Eventually = Callable[[Callable[[], bool]], Awaitable[None]]
@@ -48,39 +50,6 @@ class GatedStore(MemoryEventStore):
             self.entered += 1
             await self.gate.wait()
         return await super().store_batch(events)
-
-
-class FlakyStore(MemoryEventStore):
-    """Fails the first ``failures`` writes, then works."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.attempts = 0
-
-    async def store_batch(self, events: Sequence[TypedEvent]) -> list[StoredFile]:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise OSError(f"disk unplugged (attempt {self.attempts})")
-        return await super().store_batch(events)
-
-
-class Reports:
-    """An on_flushed callback that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.files: list[StoredFile] = []
-
-    async def __call__(self, files: Sequence[StoredFile]) -> None:
-        self.files.extend(files)
-
-    @property
-    def source_ids(self) -> Counter[SourceId]:
-        return Counter(i for f in self.files for i in f.source_ids)
-
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.files)
 
 
 async def stored_rows(store: MemoryEventStore) -> list[dict[str, object]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from eventkit_core import DeadLetter, SourceId, StorageError, StoredFile, TypedEvent
+from eventkit_core import DeadLetter, StorageError, TypedEvent
 from eventkit_storage import (
     EventLoader,
     LocalErrorStore,
@@ -24,51 +24,13 @@ from eventkit_storage import (
 from eventkit_storage.filestore import FileErrorStore, FileEventStore
 from eventkit_storage.parquet import dead_letters_to_table, read_events
 
+from tests.storage.st_support import FlakyErrors, FlakyStore, Reports
+
 MakeEvent = Callable[..., TypedEvent]
 MakeDeadLetter = Callable[..., DeadLetter]
 Eventually = Callable[[Callable[[], bool]], Awaitable[None]]
 
 NEVER = 3600.0
-
-
-class Reports:
-    def __init__(self) -> None:
-        self.files: list[StoredFile] = []
-
-    def __call__(self, files: Sequence[StoredFile]) -> None:
-        self.files.extend(files)
-
-    @property
-    def source_ids(self) -> Counter[SourceId]:
-        return Counter(i for f in self.files for i in f.source_ids)
-
-
-class FlakyEvents(MemoryEventStore):
-    """Raises OSError on the first ``failures`` writes."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.attempts = 0
-
-    async def store_batch(self, events: Sequence[TypedEvent]) -> list[StoredFile]:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise OSError(f"disk unplugged (attempt {self.attempts})")
-        return await super().store_batch(events)
-
-
-class FlakyErrors(MemoryErrorStore):
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.attempts = 0
-
-    async def store_errors(self, dead_letters: Sequence[DeadLetter]) -> list[StoredFile]:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise OSError("bucket unreachable")
-        return await super().store_errors(dead_letters)
 
 
 def make_stores(kind: str, tmp_path: Path) -> tuple[FileEventStore, FileErrorStore]:
@@ -122,7 +84,7 @@ async def test_poisoned_events_become_dead_letters(
 
 
 async def test_io_failures_are_retried_not_dead_lettered(make_event: MakeEvent) -> None:
-    events, errors = FlakyEvents(failures=2), MemoryErrorStore()
+    events, errors = FlakyStore(failures=2), MemoryErrorStore()
     reports = Reports()
     loader = EventLoader(
         events, errors, max_age=NEVER, on_flushed=reports, retry_initial=0.01, retry_max=0.02
@@ -139,7 +101,7 @@ async def test_io_failures_are_retried_not_dead_lettered(make_event: MakeEvent) 
 
 
 async def test_both_stores_failing_meanwhile_loses_nothing(make_event: MakeEvent) -> None:
-    events, errors = FlakyEvents(failures=1), FlakyErrors(failures=2)
+    events, errors = FlakyStore(failures=1), FlakyErrors(failures=2)
     reports = Reports()
     loader = EventLoader(
         events, errors, max_age=NEVER, on_flushed=reports, retry_initial=0.01, retry_max=0.02
