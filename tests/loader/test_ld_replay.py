@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from eventkit_core import DeadLetter, RawEvent
-from eventkit_loader.backends import ReplayAdapter
+from eventkit_loader.backends import replay_adapter
 from eventkit_loader.replay import replay_dead_letters
 from eventkit_loader.settings import load_settings
 from eventkit_loader.state import LoaderState
@@ -164,12 +164,12 @@ async def test_a_replay_killed_before_its_ledger_write_stores_the_same_file_agai
     await asyncio.to_thread(_dead_letters, data)
     settings = load_settings(data_dir=data, rules_file=tmp_path / "relaxed.toml")
     settings.rules_file.write_text(RELAXED)  # type: ignore[union-attr]
-    adapters = ReplayAdapter(settings)
+    adapter = replay_adapter(settings)
     store = LocalEventStore(data)
     common = {
         "errors": LocalErrorStore(data),
         "events": store,
-        "adapter_for": adapters.adapter_for,
+        "adapter": adapter,
     }
     with pytest.raises(OSError, match="killed"):
         await replay_dead_letters("events", state=_CrashingState(settings.state_path), **common)  # type: ignore[arg-type]

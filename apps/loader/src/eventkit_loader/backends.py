@@ -1,4 +1,4 @@
-"""Backends chosen by settings: the event/error stores, the warehouse and the replay adapters.
+"""Backends chosen by settings: the event/error stores, the warehouse and the replay adapter.
 
 Heavy clients (google-cloud-*, duckdb) are imported only when their backend is chosen.
 """
@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from eventkit_core import AdaptError, AdaptResult, ConfigurationError, RawEvent, SchemaAdapter
+from eventkit_core import ConfigurationError
+from eventkit_validators import EndpointAdapter
 from opentelemetry.metrics import MeterProvider
 
 from eventkit_loader.settings import LoaderSettings
@@ -102,58 +103,15 @@ def warehouse(settings: LoaderSettings, meter_provider: MeterProvider | None = N
     )
 
 
-#: RawEvent.source the collector gives a whole body that was JSON but not of its endpoint's shape.
-INVALID_BATCH = "invalid_batch"
+def replay_adapter(settings: LoaderSettings) -> EndpointAdapter:
+    """The adapter a replayed dead letter goes through: the collector's, with the rules file.
 
-
-class ReplayAdapter:
-    """Adapts a replayed raw event the way the collector did when it first arrived.
-
-    ``/collect/{stream}`` events (source ``collect``) go through the GenericAdapter, Segment calls
-    through the SegmentSchemaAdapter; the rules file (EVENTKIT_RULES_FILE), when set, is applied
-    on top of both, exactly as the collector applies it. A body that was not of its endpoint's
-    shape (source ``invalid_batch``) cannot pass: it keeps failing with that code.
+    Each event is adapted by its endpoint's adapter (eventkit_validators' endpoint table), and
+    the rules file (EVENTKIT_RULES_FILE), when set, applies on top, exactly as in the collector.
     """
-
-    def __init__(self, settings: LoaderSettings) -> None:
-        from eventkit_validators import (
-            GenericAdapter,
-            RulesAdapter,
-            SegmentSchemaAdapter,
-            load_rules,
+    rules_file = settings.rules_file
+    if rules_file is not None and not rules_file.is_file():
+        raise ConfigurationError(
+            f"rules file {str(rules_file)!r} does not exist: fix EVENTKIT_RULES_FILE / --rules-file"
         )
-
-        limit = settings.max_event_bytes
-        self._generic: SchemaAdapter = GenericAdapter(max_event_bytes=limit)
-        self._segment: SchemaAdapter = SegmentSchemaAdapter(max_event_bytes=limit)
-        if settings.rules_file is not None:
-            if not settings.rules_file.is_file():
-                raise ConfigurationError(
-                    f"rules file {str(settings.rules_file)!r} does not exist: fix "
-                    "EVENTKIT_RULES_FILE / --rules-file"
-                )
-            rules = load_rules(settings.rules_file)
-            self._generic = RulesAdapter(self._generic, rules)
-            self._segment = RulesAdapter(self._segment, rules)
-        self._invalid = _Refuse(
-            AdaptError(
-                code=INVALID_BATCH,
-                message="a /v1/batch body must be a JSON object with a 'batch' array of event "
-                "objects",
-            )
-        )
-
-    def adapter_for(self, raw: RawEvent) -> SchemaAdapter:
-        if raw.source == "collect":
-            return self._generic
-        if raw.source == INVALID_BATCH:
-            return self._invalid
-        return self._segment
-
-
-class _Refuse:
-    def __init__(self, error: AdaptError) -> None:
-        self._result = AdaptResult(error=error)
-
-    def adapt(self, raw: RawEvent) -> AdaptResult:
-        return self._result
+    return EndpointAdapter(max_event_bytes=settings.max_event_bytes, rules_file=rules_file)

@@ -463,12 +463,12 @@ async def cmd_replay(
     dry_run: bool,
     as_json: bool,
 ) -> int:
-    adapters = backends.ReplayAdapter(settings)
+    adapter = backends.replay_adapter(settings)
     report = await replay_dead_letters(
         stream,
         errors=backends.error_store(settings),
         events=backends.event_store(settings),
-        adapter_for=adapters.adapter_for,
+        adapter=adapter,
         state=LoaderState(settings.state_path),
         since=since,
         dry_run=dry_run,

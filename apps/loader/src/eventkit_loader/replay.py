@@ -14,12 +14,12 @@ import hashlib
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from eventkit_core import DeadLetter, RawEvent, SchemaAdapter, StoredFile, TypedEvent
+from eventkit_core import DeadLetter, SchemaAdapter, StoredFile, TypedEvent
 
 from eventkit_loader.state import LoaderState
 
@@ -96,12 +96,16 @@ async def replay_dead_letters(
     *,
     errors: DeadLetterSource,
     events: EventSink,
-    adapter_for: Callable[[RawEvent], SchemaAdapter],
+    adapter: SchemaAdapter,
     state: LoaderState,
     since: datetime | None = None,
     dry_run: bool = False,
 ) -> ReplayReport:
-    """Replay the dead letters of ``stream`` (received since ``since``)."""
+    """Replay the dead letters of ``stream`` (received since ``since``).
+
+    ``adapter``: what judges them again, normally the collector's
+    (:class:`eventkit_validators.EndpointAdapter`, which picks the adapter by endpoint).
+    """
     report = ReplayReport(stream=stream, dry_run=dry_run)
     letters: dict[str, DeadLetter] = {}
     async for dl in errors.read_errors(stream, since):
@@ -121,7 +125,7 @@ async def replay_dead_letters(
         raw = dl.to_raw()
         if raw.message_id is None:
             raw.message_id = _replay_message_id(key)
-        result = adapter_for(raw).adapt(raw)
+        result = adapter.adapt(raw)
         if result.ok and result.event is not None:
             passing.append((key, result.event))
         else:

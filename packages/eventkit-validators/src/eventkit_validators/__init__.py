@@ -1,8 +1,18 @@
-"""Composable validators, ValidationPipeline and Segment schema adapters for eventkit."""
+"""Schema adapters (Segment, schemaless, the endpoint table), rules and validators for eventkit."""
 
 from importlib.metadata import version as _version
 
 from eventkit_validators import codes
+from eventkit_validators.core import AdapterCore, Message
+from eventkit_validators.endpoints import (
+    ENDPOINTS,
+    INVALID_BATCH,
+    AdapterKind,
+    Endpoint,
+    EndpointAdapter,
+    default_stream,
+    endpoint_of,
+)
 from eventkit_validators.generic import GenericAdapter
 from eventkit_validators.rules import (
     ALL_STREAMS,
@@ -28,8 +38,15 @@ __version__ = _version("eventkit-validators")
 
 __all__ = [
     "ALL_STREAMS",
+    "ENDPOINTS",
+    "INVALID_BATCH",
     "RULE_TYPES",
+    "AdapterCore",
+    "AdapterKind",
+    "Endpoint",
+    "EndpointAdapter",
     "GenericAdapter",
+    "Message",
     "RequiredFieldsValidator",
     "RuleSet",
     "RulesAdapter",
@@ -41,6 +58,8 @@ __all__ = [
     "Validator",
     "__version__",
     "codes",
+    "default_stream",
+    "endpoint_of",
     "json_type_name",
     "load_rules",
     "lookup",

@@ -1,6 +1,6 @@
 """The private core both adapters share: one decode of the event bytes, then cheap field work.
 
-Decoding goes first through :class:`_Strict` (well-formed Segment fields, checked by msgspec in
+Decoding goes first through :class:`Message` (well-formed Segment fields, checked by msgspec in
 C); any type mismatch falls back to :class:`_Lenient` (every scalar ``Any``) where each field is
 normalised or reported in Python. Nested maps always stay :class:`msgspec.Raw`.
 """
@@ -29,7 +29,7 @@ first_byte: Final = struct.Struct("B").unpack_from
 TzDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class _Strict(msgspec.Struct):
+class Message(msgspec.Struct):
     """Fields as well-formed events send them. Also the normalised form of a lenient decode."""
 
     type: str | None = None
@@ -76,7 +76,7 @@ class _ContextKeys(msgspec.Struct):
     userAgent: Any = msgspec.UNSET
 
 
-STRICT: Final = msgspec.json.Decoder(_Strict)
+STRICT: Final = msgspec.json.Decoder(Message)
 _STRICT: Final = STRICT
 _LENIENT: Final = msgspec.json.Decoder(_Lenient)
 _CONTEXT_KEYS: Final = msgspec.json.Decoder(_ContextKeys)
@@ -127,7 +127,7 @@ def not_an_object(kind: str) -> AdaptError:
     )
 
 
-def decode(data: msgspec.Raw, *, strict_fields: bool) -> _Strict | AdaptError:
+def decode(data: msgspec.Raw, *, strict_fields: bool) -> Message | AdaptError:
     """Decode once; on a type mismatch, decode leniently and normalise.
 
     ``strict_fields``: a field of the wrong type is an error (Segment) instead of being ignored.
@@ -163,8 +163,8 @@ def _too_deep() -> AdaptError:
     return error(codes.INVALID_JSON, "event nests too deeply to decode: flatten it")
 
 
-def _normalise(m: _Lenient, strict_fields: bool) -> _Strict | AdaptError:
-    out = _Strict(
+def _normalise(m: _Lenient, strict_fields: bool) -> Message | AdaptError:
+    out = Message(
         properties=m.properties,
         traits=m.traits,
         context=m.context,

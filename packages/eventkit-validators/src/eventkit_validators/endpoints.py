@@ -1,0 +1,160 @@
+"""Which adapter and which default stream serve each ingest endpoint, in one table.
+
+The collector adapts events as they arrive and the loader adapts dead letters again when they are
+replayed; both go through :class:`EndpointAdapter`, so a replayed event is judged exactly as it
+was on arrival. A :class:`~eventkit_core.RawEvent`'s ``source`` names its endpoint: ``collect``
+(``/collect[/{stream}]``), ``batch`` (``/v1/batch``), a Segment call (``/v1/track``, ...), or
+:data:`INVALID_BATCH` for a whole body that was JSON but not of its endpoint's shape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+from typing import Final
+
+from eventkit_core import (
+    DEFAULT_STREAM,
+    DEFAULT_TYPE_STREAMS,
+    AdaptError,
+    AdaptResult,
+    RawEvent,
+    SchemaAdapter,
+)
+
+from eventkit_validators.generic import GenericAdapter
+from eventkit_validators.rules import RulesAdapter, RuleSet, load_rules
+from eventkit_validators.segment import SegmentSchemaAdapter
+
+#: ``RawEvent.source`` of a whole body that is JSON but not of its endpoint's shape (a
+#: ``/v1/batch`` body without a ``batch`` array of objects). It is a dead letter, and stays one
+#: when replayed.
+INVALID_BATCH: Final = "invalid_batch"
+
+INVALID_BATCH_ERROR: Final = AdaptError(
+    code=INVALID_BATCH,
+    message="a /v1/batch body must be a JSON object with a 'batch' array of event objects",
+)
+
+
+class AdapterKind(Enum):
+    """The adapter an endpoint's events go through."""
+
+    SEGMENT = "segment"
+    GENERIC = "generic"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """How the events of one endpoint are adapted and where they go by default."""
+
+    adapter: AdapterKind
+    #: The stream of every event of the endpoint, unless the request names one; ``None``: each
+    #: event's own ``type`` picks it (``/v1/batch``, see :func:`default_stream`).
+    stream: str | None
+
+
+def _table() -> Mapping[str, Endpoint]:
+    table = {
+        call: Endpoint(AdapterKind.SEGMENT, stream) for call, stream in DEFAULT_TYPE_STREAMS.items()
+    }
+    table["batch"] = Endpoint(AdapterKind.SEGMENT, None)
+    table["collect"] = Endpoint(AdapterKind.GENERIC, DEFAULT_STREAM)
+    table[INVALID_BATCH] = Endpoint(AdapterKind.REFUSE, DEFAULT_STREAM)
+    return MappingProxyType(table)
+
+
+#: ``RawEvent.source`` -> its :class:`Endpoint`. A source not listed is treated as a Segment call.
+ENDPOINTS: Final[Mapping[str, Endpoint]] = _table()
+_SEGMENT_ENDPOINT: Final = Endpoint(AdapterKind.SEGMENT, None)
+
+
+def endpoint_of(source: str) -> Endpoint:
+    """The :class:`Endpoint` of a ``RawEvent.source``."""
+    return ENDPOINTS.get(source, _SEGMENT_ENDPOINT)
+
+
+def default_stream(
+    source: str,
+    call_type: object = None,
+    type_streams: Mapping[str, str] = DEFAULT_TYPE_STREAMS,
+) -> str:
+    """The stream an event of ``source`` goes to when the request names none.
+
+    ``call_type``: the event's own ``type`` (used where the endpoint does not fix the stream,
+    i.e. ``/v1/batch``). ``type_streams``: call type -> stream, as configured.
+    """
+    if source in type_streams:  # /v1/<call>: the configured stream of that call
+        return type_streams[source]
+    fixed = endpoint_of(source).stream
+    if fixed is not None:
+        return fixed
+    if isinstance(call_type, str):
+        return type_streams.get(call_type, DEFAULT_STREAM)
+    return DEFAULT_STREAM
+
+
+class _Refuse:
+    """The adapter of a body that could not be split into events: always the same error."""
+
+    __slots__ = ("_result",)
+
+    def __init__(self, error: AdaptError) -> None:
+        self._result = AdaptResult(error=error)
+
+    def adapt(self, raw: RawEvent) -> AdaptResult:
+        return self._result
+
+    def adapt_many(self, raws: Sequence[RawEvent]) -> list[AdaptResult]:
+        return [self._result] * len(raws)
+
+
+class EndpointAdapter:
+    """Adapts each event with the adapter of its endpoint (``RawEvent.source``).
+
+    Segment calls go to :class:`SegmentSchemaAdapter`, ``/collect`` events to
+    :class:`GenericAdapter`, both wrapped by :class:`RulesAdapter` when rules are given
+    (``rules``, or a TOML ``rules_file``); an :data:`INVALID_BATCH` body keeps failing.
+    """
+
+    __slots__ = ("_by_kind", "generic", "segment")
+
+    def __init__(
+        self,
+        *,
+        max_event_bytes: int = 32768,
+        rules: RuleSet | None = None,
+        rules_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if rules is None and rules_file is not None:
+            rules = load_rules(rules_file)
+        segment: SchemaAdapter = SegmentSchemaAdapter(max_event_bytes=max_event_bytes)
+        generic: SchemaAdapter = GenericAdapter(max_event_bytes=max_event_bytes)
+        if rules is not None:
+            segment = RulesAdapter(segment, rules)
+            generic = RulesAdapter(generic, rules)
+        self.segment = segment
+        self.generic = generic
+        self._by_kind: dict[AdapterKind, SchemaAdapter] = {
+            AdapterKind.SEGMENT: segment,
+            AdapterKind.GENERIC: generic,
+            AdapterKind.REFUSE: _Refuse(INVALID_BATCH_ERROR),
+        }
+
+    def adapter_for(self, raw: RawEvent) -> SchemaAdapter:
+        """The adapter that serves ``raw``'s endpoint."""
+        return self._by_kind[endpoint_of(raw.source).adapter]
+
+    def adapt(self, raw: RawEvent) -> AdaptResult:
+        return self._by_kind[endpoint_of(raw.source).adapter].adapt(raw)
+
+    def adapt_many(self, raws: Sequence[RawEvent]) -> list[AdaptResult]:
+        """:meth:`adapt` for each event, in order."""
+        by_kind = self._by_kind
+        get = ENDPOINTS.get
+        fallback = _SEGMENT_ENDPOINT
+        return [by_kind[get(raw.source, fallback).adapter].adapt(raw) for raw in raws]
