@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from eventkit_core import ConfigurationError
 from eventkit_storage.bigquery import BigQueryWarehouseLoader
-from eventkit_storage.warehouse import VIEW_NAMES, batch_load_job_id, bigquery_ddl, load_job_id
+from eventkit_storage.warehouse import VIEW_NAMES, batch_load_job_id, bigquery_ddl
 from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import bigquery
 
@@ -88,7 +88,7 @@ async def test_a_batch_pending_but_never_submitted_is_loaded_once(
 ) -> None:
     await backend.loader.ensure_schema()
     a = backend.put("a.parquet", event_table([event_row("a1")]))
-    backend.loader._record([(a, "")], load_job_id(a), "pending")
+    backend.loader._record([(a, "")], batch_load_job_id([(a, "")]), "pending")
 
     report = await backend.loader.load_files([])
 
@@ -100,7 +100,7 @@ async def test_a_batch_pending_but_never_submitted_is_loaded_once(
 async def test_a_failed_job_gets_the_next_attempt_id(backend: BigQueryBackend) -> None:
     await backend.loader.ensure_schema()
     uri = f"gs://{backend.bucket}/events/late.parquet"
-    failed = start_load(backend, [uri], load_job_id(uri))  # the file is not there yet
+    failed = start_load(backend, [uri], batch_load_job_id([(uri, "")]))  # the file is not there yet
     with pytest.raises(GoogleAPICallError):
         failed.result(timeout=60)
     assert backend.put("late.parquet", event_table([event_row("m1")])) == uri
@@ -109,7 +109,7 @@ async def test_a_failed_job_gets_the_next_attempt_id(backend: BigQueryBackend) -
 
     assert report.loaded == (uri,)
     assert raw_ids(backend) == ["m1"]
-    retried = backend.client.get_job(load_job_id(uri, "", 1), retry=short_retry())
+    retried = backend.client.get_job(batch_load_job_id([(uri, "")], 1), retry=short_retry())
     assert (retried.state, retried.error_result) == ("DONE", None)
 
 
@@ -126,7 +126,7 @@ async def test_uris_with_a_generation_enter_the_job_id_and_the_ledger(
 
     assert report.loaded == (versioned,)
     assert backend.loader.loaded_files() == {versioned}
-    job = backend.client.get_job(load_job_id(uri, blob.generation), retry=short_retry())
+    job = backend.client.get_job(batch_load_job_id([(uri, blob.generation)]), retry=short_retry())
     assert job.state == "DONE"
     assert (await backend.loader.load_files([versioned])).skipped == (versioned,)
 

@@ -17,7 +17,6 @@ from eventkit_storage.warehouse import (
     bigquery_ddl_template,
     duckdb_ddl,
     duckdb_ddl_template,
-    load_job_id,
     split_generation,
     view_sql,
     views_sql,
@@ -28,23 +27,23 @@ JOB_ID = re.compile(r"eventkit_load_[0-9a-f]{64}")
 
 def test_load_job_ids_are_deterministic_and_valid_bigquery_job_ids() -> None:
     uri = "gs://b/events/tracks/2024/05/01/12/1-9.parquet"
-    job_id = load_job_id(uri, 1714564800000000)
+    job_id = batch_load_job_id([(uri, 1714564800000000)])
     assert JOB_ID.fullmatch(job_id)
-    assert job_id == load_job_id(uri, "1714564800000000", 0)
-    assert len({job_id, load_job_id(uri, 2), load_job_id(uri, 1714564800000000, 1)}) == 3
-    assert load_job_id(uri + "x", 1714564800000000) != job_id
+    assert job_id == batch_load_job_id([(uri, "1714564800000000")], 0)
+    others = {batch_load_job_id([(uri, 2)]), batch_load_job_id([(uri, 1714564800000000)], 1)}
+    assert len({job_id, *others}) == 3
+    assert batch_load_job_id([(uri + "x", 1714564800000000)]) != job_id
 
 
-def test_batch_job_ids_ignore_order_and_match_the_single_file_id() -> None:
+def test_batch_job_ids_ignore_order() -> None:
     a, b = ("gs://b/a.parquet", ""), ("gs://b/b.parquet", "7")
     assert batch_load_job_id([a, b]) == batch_load_job_id([b, a])
     assert batch_load_job_id([a, b], 1) != batch_load_job_id([a, b])
     assert batch_load_job_id([a, b]) != batch_load_job_id([a])
-    assert batch_load_job_id([a]) == load_job_id(*a)
     with pytest.raises(ValueError):
         batch_load_job_id([])
     with pytest.raises(ValueError):
-        load_job_id("gs://b/a", "", -1)
+        batch_load_job_id([("gs://b/a", "")], -1)
 
 
 def test_split_generation() -> None:

@@ -21,6 +21,7 @@ from eventkit_core import (
     EventkitError,
     InvalidStreamError,
     LoadReport,
+    WarehouseMissingError,
     validate_stream,
 )
 from rich.console import Console
@@ -427,9 +428,7 @@ async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
         ledger_missing = False
         try:
             backlog = await service.backlog()
-        except Exception as exc:
-            if type(exc).__name__ != "NotFound":  # google.api_core: no dataset / ledger yet
-                raise
+        except WarehouseMissingError:  # no dataset / ledger yet
             ledger_missing = True
     if ledger_missing:
         note = "the warehouse is not created yet: run `eventkit-loader create-table` or a pass"

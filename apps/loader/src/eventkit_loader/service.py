@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
-from eventkit_core import LoadReport
+from eventkit_core import ConfigurationError, LoadReport
 
 from eventkit_loader.state import LoaderState
 from eventkit_loader.telemetry import LoaderMetrics
@@ -197,7 +197,7 @@ class LoaderService:
         warehouse_label: str = "duckdb",
     ) -> None:
         if batch_files < 1:
-            raise ValueError("batch_files must be at least 1")
+            raise ConfigurationError("batch_files must be at least 1")
         self.store = store
         self.warehouse = warehouse
         self.batch_files = batch_files

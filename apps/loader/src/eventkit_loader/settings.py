@@ -59,7 +59,7 @@ class LoaderSettings(BaseSettings):
     def _known_level(cls, value: str) -> str:
         level = value.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+            raise ConfigurationError("use one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
     @field_validator("gcs_prefix")

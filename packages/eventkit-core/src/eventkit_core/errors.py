@@ -61,3 +61,21 @@ class WarehouseError(EventkitError, RuntimeError):
     """A warehouse load or query failed."""
 
     code = "warehouse_error"
+
+
+class WarehouseMissingError(WarehouseError, LookupError):
+    """The warehouse (its table, dataset or load ledger) is not created yet."""
+
+    code = "warehouse_missing"
+
+
+class StoredFileNotFoundError(StorageError, FileNotFoundError):
+    """A stored file asked for by path does not exist (or no longer does)."""
+
+    code = "not_found"
+
+
+class MissingDependencyError(EventkitError, ImportError):
+    """A backend's optional dependency is not installed: install the package's extra."""
+
+    code = "missing_dependency"

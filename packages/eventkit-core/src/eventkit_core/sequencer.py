@@ -84,5 +84,5 @@ class Sequencer:
         """Partition of an event (see :func:`identity_key`)."""
         return self.partition_for_key(identity_key(event))
 
-    # The seed calls it ``route``.
+    # ``route``: the name code written against the original eventkit package calls.
     route = partition_for

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from eventkit_core import MissingDependencyError
+
 from eventkit_queues._version import VERSION as __version__
 from eventkit_queues.errors import PublishError
 from eventkit_queues.inprocess import AsyncQueue, Handler
@@ -35,7 +37,7 @@ def __getattr__(name: str) -> Any:
     try:
         value = getattr(importlib.import_module(module), name)
     except ImportError as exc:
-        raise ImportError(
+        raise MissingDependencyError(
             f"eventkit_queues.{name} needs the Pub/Sub client: "
             "install the extra with `pip install 'eventkit-queues[pubsub]'`"
         ) from exc

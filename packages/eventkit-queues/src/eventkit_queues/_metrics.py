@@ -1,6 +1,7 @@
 """Queue metrics through the OpenTelemetry API (the application installs the SDK and exporter).
 
-Names are the seed's, without the ``_total`` the Prometheus exporter appends to counters:
+Names are stable (dashboards query them), without the ``_total`` the Prometheus exporter appends
+to counters:
 
 - ``eventkit_queue_enqueued``  counter (queue_mode)            -> ``eventkit_queue_enqueued_total``
 - ``eventkit_queue_dequeued``  counter (queue_mode)            -> ``eventkit_queue_dequeued_total``

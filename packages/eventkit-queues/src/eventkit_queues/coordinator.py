@@ -1,4 +1,4 @@
-"""Pub/Sub subscription coordinators (the seed's dual-path architecture).
+"""Pub/Sub subscription coordinators (one subscription per consumer, e.g. realtime and archive).
 
 An :class:`EventSubscriptionCoordinator` runs a streaming pull on one subscription and hands each
 message, decoded to a :class:`~eventkit_core.RawEvent`, to an async handler on the event loop
@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
-from eventkit_core import RawEvent, decode_raw_event
+from eventkit_core import ConfigurationError, QueueError, RawEvent, decode_raw_event
 from google.cloud.pubsub_v1.types import FlowControl
 from opentelemetry.metrics import MeterProvider
 
@@ -116,7 +116,9 @@ class EventSubscriptionCoordinator:
         if self._running:
             return
         if self._stream is not None:
-            raise RuntimeError(f"coordinator {self.name} was stopped: create a new one")
+            raise QueueError(
+                f"coordinator {self.name} was stopped: create a new one", code="coordinator_stopped"
+            )
         self._loop = asyncio.get_running_loop()
         if self._subscriber is None:
             self._subscriber = pubsub_v1.SubscriberClient()
@@ -330,7 +332,9 @@ class EventCoordinatorManager:
     def __init__(self, coordinators: Sequence[EventSubscriptionCoordinator]) -> None:
         names = [c.name for c in coordinators]
         if len(set(names)) != len(names):
-            raise ValueError(f"coordinator names must be unique, got {names}: pass name=...")
+            raise ConfigurationError(
+                f"coordinator names must be unique, got {names}: pass name=..."
+            )
         self.coordinators = list(coordinators)
 
     async def start_all(self) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from eventkit_core.errors import ConfigurationError, WarehouseError
+from eventkit_core.errors import ConfigurationError, WarehouseError, WarehouseMissingError
 from eventkit_core.protocols import LoadReport
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
@@ -357,10 +357,19 @@ class BigQueryWarehouseLoader:
         }
 
     def loaded_files(self) -> set[str]:
-        """Every loaded file: ``gs://`` URIs (with ``#generation`` when loaded with one)."""
-        rows = self._run_query(
-            f"SELECT DISTINCT uri, generation FROM `{self.ledger_ref}` WHERE state = 'loaded'"
-        )
+        """Every loaded file: ``gs://`` URIs (with ``#generation`` when loaded with one).
+
+        Raises :class:`~eventkit_core.WarehouseMissingError` when the dataset or the ledger is
+        not created yet.
+        """
+        try:
+            rows = self._run_query(
+                f"SELECT DISTINCT uri, generation FROM `{self.ledger_ref}` WHERE state = 'loaded'"
+            )
+        except api_exceptions.NotFound as exc:
+            raise WarehouseMissingError(
+                f"{self.ledger_ref} does not exist yet: run a load pass or create the table"
+            ) from exc
         return {
             str(row["uri"]) + (f"#{row['generation']}" if row["generation"] else "") for row in rows
         }

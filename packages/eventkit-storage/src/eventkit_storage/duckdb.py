@@ -56,7 +56,11 @@ def local_path(uri: str) -> Path:
 
 
 def _is_busy(exc: duckdb.Error) -> bool:
-    """True when the file is held by another process (lock) or connection (other config)."""
+    """True when the file is held by another process (lock) or connection (other config).
+
+    The type comes first; duckdb has no narrower type for these two cases (an IOException is
+    also a missing or unreadable file), so its message tells them apart.
+    """
     text = str(exc)
     return (isinstance(exc, duckdb.IOException) and "lock" in text.lower()) or (
         isinstance(exc, duckdb.ConnectionException) and "different configuration" in text
@@ -232,7 +236,7 @@ class DuckDBWarehouseLoader:
         try:
             _, rows = self.query(f'SELECT uri FROM "{LEDGER_TABLE}"')
         except WarehouseError as exc:
-            if "does not exist" in str(exc):  # a database without the ledger yet
+            if isinstance(exc.__cause__, duckdb.CatalogException):  # no ledger table yet
                 return set()
             raise
         return {str(row[0]) for row in rows}

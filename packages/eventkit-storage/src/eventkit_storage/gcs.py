@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from eventkit_core import ConfigurationError, StoredFileNotFoundError
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.cloud.storage.retry import DEFAULT_RETRY
 from opentelemetry.metrics import MeterProvider
@@ -42,7 +43,9 @@ class GCSFiles:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         if not bucket or "/" in bucket:
-            raise ValueError(f"bucket {bucket!r} is invalid: give the bucket name only, no gs://")
+            raise ConfigurationError(
+                f"bucket {bucket!r} is invalid: give the bucket name only, no gs://"
+            )
         self.bucket_name = bucket
         self.prefix = prefix.strip("/")
         self.timeout = timeout
@@ -89,7 +92,7 @@ class GCSFiles:
         try:
             data: bytes = blob.download_as_bytes(timeout=self.timeout, retry=DEFAULT_RETRY)
         except NotFound:
-            raise FileNotFoundError(f"no stored file gs://{self.bucket_name}/{key}") from None
+            raise StoredFileNotFoundError(f"no stored file gs://{self.bucket_name}/{key}") from None
         return data
 
     async def scan(self, prefix: str) -> list[FileInfo]:

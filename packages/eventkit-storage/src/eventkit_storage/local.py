@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from eventkit_core import ConfigurationError, StoredFileNotFoundError
 from opentelemetry.metrics import MeterProvider
 
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
@@ -32,7 +33,7 @@ class LocalFiles:
         """The file system path of a stored file (``path`` relative to the root)."""
         parts = path.split("/")
         if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(
+            raise ConfigurationError(
                 f"path {path!r} is invalid: use a relative path such as list_files gives"
             )
         return self.root.joinpath(*parts)
@@ -74,7 +75,15 @@ class LocalFiles:
         return created, size
 
     async def read(self, path: str) -> bytes:
-        return await asyncio.to_thread(self.local_path(path).read_bytes)
+        return await asyncio.to_thread(self._read, self.local_path(path))
+
+    @staticmethod
+    def _read(file: Path) -> bytes:
+        try:
+            return file.read_bytes()
+        except FileNotFoundError:
+            # The same typed error as every store's (a builtin FileNotFoundError too).
+            raise StoredFileNotFoundError(f"no stored file {str(file)!r}") from None
 
     async def scan(self, prefix: str) -> list[FileInfo]:
         return await asyncio.to_thread(self._list, prefix)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from eventkit_core import utcnow
+from eventkit_core import StoredFileNotFoundError, utcnow
 from opentelemetry.metrics import MeterProvider
 
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
@@ -33,7 +33,7 @@ class MemoryFiles:
         try:
             return self.files[path][0]
         except KeyError:
-            raise FileNotFoundError(f"no stored file {path!r}") from None
+            raise StoredFileNotFoundError(f"no stored file {path!r}") from None
 
     async def scan(self, prefix: str) -> list[FileInfo]:
         return [

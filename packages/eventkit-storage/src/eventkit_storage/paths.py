@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from eventkit_core import DeadLetter, TypedEvent, validate_stream
+from eventkit_core import ConfigurationError, DeadLetter, TypedEvent, validate_stream
 
 Kind = Literal["events", "dead-letters"]
 KINDS: Final[tuple[Kind, ...]] = ("events", "dead-letters")
@@ -35,7 +35,7 @@ def hour_of(moment: datetime) -> datetime:
 def hour_prefix(kind: Kind, stream: str, hour: datetime) -> str:
     """``<kind>/<stream>/YYYY/MM/DD/HH``: the folder of one stream's hour."""
     if kind not in KINDS:
-        raise ValueError(f"kind {kind!r} is invalid: use one of {', '.join(KINDS)}")
+        raise ConfigurationError(f"kind {kind!r} is invalid: use one of {', '.join(KINDS)}")
     h = hour_of(hour)
     return f"{kind}/{validate_stream(stream)}/{h:%Y/%m/%d/%H}"
 
@@ -47,7 +47,7 @@ def event_path(kind: Kind, stream: str, hour: datetime, name: str) -> str:
     such as :func:`file_name` makes.
     """
     if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(
+        raise ConfigurationError(
             f"file name {name!r} is invalid: use a plain name such as file_name() makes"
         )
     return f"{hour_prefix(kind, stream, hour)}/{name}{SUFFIX}"
@@ -73,7 +73,7 @@ def file_name(items: Sequence[TypedEvent] | Sequence[DeadLetter]) -> str:
     of BLAKE2b over the sorted message ids (for a dead letter without one, its payload text).
     """
     if not items:
-        raise ValueError("file_name() needs at least one event or dead letter")
+        raise ConfigurationError("file_name() needs at least one event or dead letter")
     keys = sorted(_key(item) for item in items)
     digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
     for key in keys:

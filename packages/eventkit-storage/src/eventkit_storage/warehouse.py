@@ -40,7 +40,6 @@ __all__ = [
     "bigquery_ddl_template",
     "duckdb_ddl",
     "duckdb_ddl_template",
-    "load_job_id",
     "split_generation",
     "view_sql",
     "views_sql",
@@ -295,34 +294,26 @@ def batch_load_job_id(files: Sequence[tuple[str, int | str]], attempt: int = 0) 
     The order of ``files`` does not matter. Attempt ``n + 1`` is used after attempt ``n`` failed.
     """
     if not files:
-        raise ValueError("a load job needs at least one file")
+        raise ConfigurationError("a load job needs at least one file")
     if attempt < 0:
-        raise ValueError("attempt must be >= 0")
+        raise ConfigurationError(f"attempt must be >= 0, not {attempt}")
     lines = sorted(f"{uri}\n{generation}" for uri, generation in files)
     digest = hashlib.sha256(("\n\n".join(lines) + f"\n\nattempt={attempt}").encode()).hexdigest()
     return JOB_ID_PREFIX + digest
-
-
-def load_job_id(uri: str, generation: int | str = "", attempt: int = 0) -> str:
-    """The deterministic load job id of one file: ``eventkit_load_`` + a SHA-256 hex digest.
-
-    Equal to ``batch_load_job_id([(uri, generation)], attempt)``.
-    """
-    return batch_load_job_id([(uri, generation)], attempt)
 
 
 # ------------------------------------------------------------------------------------- metrics
 
 
 class LoaderMetrics:
-    """The seed's loader counters (OTel API: the app decides where they go)."""
+    """The warehouse loader's counters (OTel API: the app decides where they go)."""
 
     def __init__(self, backend: str, meter_provider: MeterProvider | None = None) -> None:
         from eventkit_storage import __version__
 
         meter = metrics.get_meter("eventkit_storage.warehouse", __version__, meter_provider)
         # Counters are exposed with a `_total` suffix by the Prometheus exporter; unit "" keeps
-        # the exposed names exactly the seed's.
+        # the exposed names stable (no unit suffix), as existing dashboards query them.
         self.files_processed: Counter = meter.create_counter(
             "eventkit_warehouse_loader_files_processed",
             unit="",
