@@ -34,7 +34,8 @@ def test_readme_has_blocks() -> None:
 def test_readme_block_runs(code: str) -> None:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+        # dont_inherit: run as written, without this module's `from __future__ import annotations`.
+        exec(compile(code, str(README), "exec", dont_inherit=True), {"__name__": "readme"})
     printed = buffer.getvalue()
     for expected in expected_output(code):
         assert expected in printed
