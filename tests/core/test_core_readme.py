@@ -1,24 +1,20 @@
-"""The python blocks of eventkit-core's README run as written."""
+"""The python blocks of eventkit-core's README run as written and print what they say."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "packages" / "eventkit-core" / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+from tests.readme_support import check_block, expected_output, python_blocks, readme
+
+README = readme("eventkit-core")
+BLOCKS = python_blocks(README)
 
 
-def test_readme_has_examples() -> None:
-    assert len(BLOCKS) >= 2
+def test_readme_has_examples_that_show_their_output() -> None:
+    assert len(BLOCKS) >= 3
+    assert "2024-01-01 00:00:05+00:00" in expected_output(BLOCKS[0])
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
-    # dont_inherit: run as written, without this module's `from __future__ import annotations`.
-    exec(compile(code, str(README), "exec", dont_inherit=True), {"__name__": "readme"})
-    out = capsys.readouterr().out
-    for expected in re.findall(r"^\s*print\(.*\)  # (.*)$", code, re.M):
-        assert expected in out
+def test_readme_block_runs(code: str) -> None:
+    check_block(code, README)
