@@ -19,36 +19,32 @@ log = logging.getLogger("eventkit_loader")
 
 def event_store(settings: LoaderSettings, meter_provider: MeterProvider | None = None) -> Any:
     """The event store the collector writes to (a directory or a GCS bucket)."""
-    if settings.event_store == "gcs":
-        from eventkit_storage.gcs import GCSEventStore
-
-        assert settings.gcp_gcs_bucket is not None  # settings.check()
-        return GCSEventStore(
-            settings.gcp_gcs_bucket,
-            prefix=settings.gcs_prefix,
-            project=settings.gcp_project_id,
-            meter_provider=meter_provider,
-        )
-    from eventkit_storage.local import LocalEventStore
-
-    return LocalEventStore(settings.data_dir, meter_provider=meter_provider)
+    return _file_store(settings, meter_provider, dead_letters=False)
 
 
 def error_store(settings: LoaderSettings, meter_provider: MeterProvider | None = None) -> Any:
     """The dead-letter store beside the event store."""
+    return _file_store(settings, meter_provider, dead_letters=True)
+
+
+def _file_store(
+    settings: LoaderSettings, meter_provider: MeterProvider | None, *, dead_letters: bool
+) -> Any:
     if settings.event_store == "gcs":
-        from eventkit_storage.gcs import GCSErrorStore
+        from eventkit_storage import gcs
 
         assert settings.gcp_gcs_bucket is not None  # settings.check()
-        return GCSErrorStore(
+        gcs_store = gcs.GCSErrorStore if dead_letters else gcs.GCSEventStore
+        return gcs_store(
             settings.gcp_gcs_bucket,
             prefix=settings.gcs_prefix,
             project=settings.gcp_project_id,
             meter_provider=meter_provider,
         )
-    from eventkit_storage.local import LocalErrorStore
+    from eventkit_storage import local
 
-    return LocalErrorStore(settings.data_dir, meter_provider=meter_provider)
+    local_store = local.LocalErrorStore if dead_letters else local.LocalEventStore
+    return local_store(settings.data_dir, meter_provider=meter_provider)
 
 
 def bigquery_client(settings: LoaderSettings) -> Any:

@@ -151,7 +151,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-class LocalEventStore(FileEventStore):
+class _UnderRoot:
+    """What both local stores add: the root directory and the path of a stored file."""
+
+    backend: LocalFiles
+
+    @property
+    def root(self) -> Path:
+        return self.backend.root
+
+    def local_path(self, path: str) -> Path:
+        """The file system path of a stored file (for readers that open files themselves)."""
+        return self.backend.local_path(path)
+
+
+class LocalEventStore(_UnderRoot, FileEventStore):
     """An :class:`~eventkit_core.EventStore` writing Parquet files under ``root``.
 
     ``root/events/<stream>/YYYY/MM/DD/HH/<name>.parquet``; the folders are made as needed.
@@ -162,16 +176,8 @@ class LocalEventStore(FileEventStore):
     def __init__(self, root: str | Path, *, meter_provider: MeterProvider | None = None) -> None:
         super().__init__(LocalFiles(root), meter_provider=meter_provider)
 
-    @property
-    def root(self) -> Path:
-        return self.backend.root
 
-    def local_path(self, path: str) -> Path:
-        """The file system path of a stored file (for readers that open files themselves)."""
-        return self.backend.local_path(path)
-
-
-class LocalErrorStore(FileErrorStore):
+class LocalErrorStore(_UnderRoot, FileErrorStore):
     """An :class:`~eventkit_core.ErrorStore` writing dead letters as Parquet under ``root``.
 
     ``root/dead-letters/<stream>/YYYY/MM/DD/HH/<name>.parquet``.
@@ -181,11 +187,3 @@ class LocalErrorStore(FileErrorStore):
 
     def __init__(self, root: str | Path, *, meter_provider: MeterProvider | None = None) -> None:
         super().__init__(LocalFiles(root), meter_provider=meter_provider)
-
-    @property
-    def root(self) -> Path:
-        return self.backend.root
-
-    def local_path(self, path: str) -> Path:
-        """The file system path of a stored file (for readers that open files themselves)."""
-        return self.backend.local_path(path)
