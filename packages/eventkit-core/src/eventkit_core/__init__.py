@@ -35,6 +35,7 @@ from eventkit_core.events import (
     new_message_id,
     stable_message_id,
 )
+from eventkit_core.per_key import PerKey
 from eventkit_core.protocols import (
     ErrorStore,
     EventQueue,
@@ -78,6 +79,7 @@ __all__ = [
     "LoadReport",
     "MissingDependencyError",
     "PageEvent",
+    "PerKey",
     "QueueError",
     "RawEvent",
     "SchemaAdapter",

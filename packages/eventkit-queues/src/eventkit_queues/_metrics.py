@@ -15,11 +15,11 @@ reporting the same labels.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Iterable
 from typing import Protocol
 
+from eventkit_core import PerKey
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
@@ -66,17 +66,8 @@ class _Instruments:
         ]
 
 
-_lock = threading.Lock()
-_instruments: dict[int, tuple[MeterProvider | None, _Instruments]] = {}
-
-
-def _instruments_for(meter_provider: MeterProvider | None) -> _Instruments:
-    with _lock:
-        entry = _instruments.get(id(meter_provider))
-        if entry is None or entry[0] is not meter_provider:
-            entry = (meter_provider, _Instruments(meter_provider))
-            _instruments[id(meter_provider)] = entry
-        return entry[1]
+# One set of instruments per meter provider (None: the global one), made on first use.
+_instruments_for: PerKey[MeterProvider | None, _Instruments] = PerKey(_Instruments)
 
 
 class QueueMetrics:

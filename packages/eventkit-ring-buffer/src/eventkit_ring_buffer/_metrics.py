@@ -6,11 +6,11 @@ report the sum over the open buffers, so two buffers in one process never clash.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Iterable
 from typing import Protocol
 
+from eventkit_core import PerKey
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
@@ -64,17 +64,5 @@ class Instruments:
         yield Observation(sum(b._gauge_values[1] for b in list(self.buffers)))
 
 
-_lock = threading.Lock()
-_by_provider: dict[int, tuple[MeterProvider | None, Instruments]] = {}
-
-
-def instruments(provider: MeterProvider | None) -> Instruments:
-    """The shared instruments for ``provider`` (``None``: the global provider)."""
-    key = id(provider)
-    with _lock:
-        found = _by_provider.get(key)
-        if found is None:
-            # Keep the provider referenced so its id cannot be reused by another object.
-            found = (provider, Instruments(provider))
-            _by_provider[key] = found
-        return found[1]
+#: The shared instruments for a provider (``None``: the global provider), made on first use.
+instruments: PerKey[MeterProvider | None, Instruments] = PerKey(Instruments)

@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 import pyarrow as pa
-from eventkit_core import DeadLetter, StoredFile, TypedEvent, validate_stream
+from eventkit_core import DeadLetter, PerKey, StoredFile, TypedEvent, validate_stream
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
@@ -51,14 +51,7 @@ class _Counters:
 
 
 # One set of instruments per meter provider (None: the global one), made on first use.
-_counters: dict[int, tuple[MeterProvider | None, _Counters]] = {}
-
-
-def _counters_for(meter_provider: MeterProvider | None) -> _Counters:
-    entry = _counters.get(id(meter_provider))
-    if entry is None or entry[0] is not meter_provider:
-        entry = _counters[id(meter_provider)] = (meter_provider, _Counters(meter_provider))
-    return entry[1]
+_counters_for: PerKey[MeterProvider | None, _Counters] = PerKey(_Counters)
 
 
 class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
