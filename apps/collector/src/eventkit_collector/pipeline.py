@@ -127,6 +127,7 @@ class Pipeline:
         self._release_ready: list[int] = []
         self._release_wake = asyncio.Event()
         self._releaser: asyncio.Task[None] | None = None
+        self._release_closing = False
         self._namespace = ""
         self.accepted_requests = 0
 
@@ -139,6 +140,7 @@ class Pipeline:
         self._stopping = False
         self._wake = asyncio.Event()
         self._release_wake = asyncio.Event()
+        self._release_closing = False
         self.shard, self._lock_fd = claim_shard(s.ring_dir, self._preferred_shard)
         self.ring = RingBuffer(
             s.ring_dir / f"{self.shard}.db",
@@ -183,6 +185,8 @@ class Pipeline:
             await self._sink.stop()
         if self.loader is not None:
             await self.loader.stop()
+        # Only now can no file be written any more: the releaser drains what is ready and ends.
+        self._release_closing = True
         self._release_wake.set()
         if self._releaser is not None:
             await self._releaser
@@ -413,7 +417,7 @@ class Pipeline:
     async def _release_loop(self) -> None:
         while True:
             if not self._release_ready:
-                if self._stopping and not self.started and self._sink_stopped():
+                if self._release_closing:
                     return
                 self._release_wake.clear()
                 await self._release_wake.wait()
@@ -425,9 +429,6 @@ class Pipeline:
                 log.exception("mark_published failed for %d entries; retrying", len(ids))
                 self._release_ready[:0] = ids
                 await asyncio.sleep(0.5)
-
-    def _sink_stopped(self) -> bool:
-        return self._publisher is None or self._publisher.done()
 
     # -- health ------------------------------------------------------------------------------
 
