@@ -22,8 +22,6 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-KB: Final = 1000
-
 
 class EdgeError(Exception):
     """A request the collector answers with an error body ``{"code", "message"}``."""
@@ -205,16 +203,6 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: bytes) -> Any:
         raise
     except msgspec.DecodeError as exc:
         raise invalid_json(str(exc)) from None
-
-
-def check_json(data: bytes) -> None:
-    """Raise ``invalid_json`` unless ``data`` is one JSON value msgspec decodes losslessly."""
-    _check_text(data)
-    floats, ints = _suspicious_numbers(data)
-    if floats or ints:
-        _full_check(data, ints)
-    else:
-        _decode(_SKIP, data)
 
 
 def _first_byte(data: bytes) -> int:
