@@ -9,6 +9,7 @@ import base64
 import contextlib
 import gzip
 import json
+import sys
 import threading
 import time
 import uuid
@@ -499,3 +500,69 @@ def test_sigterm_under_load_across_many_streams_releases_every_entry(
     assert cp2.stop() == 0
     assert "recovering" not in cp2.log()
     assert count_rows(data) == rows
+
+
+def readme_blocks(title: str) -> list[str]:
+    """The fenced code blocks of one ``##`` section of the collector's README."""
+    readme = Path(__file__).parents[2] / "apps" / "collector" / "README.md"
+    section = readme.read_text().split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```")[1::2]
+
+
+def shell_commands(block: str) -> tuple[list[str], list[str]]:
+    """(commands, expected output lines) of a README shell block (``\\`` continues a line)."""
+    commands: list[str] = []
+    expected: list[str] = []
+    current = ""
+    for line in block.strip("\n").splitlines():
+        if current or line.startswith(("curl ", "find ", "python ", "kill ", "cd ", "EVENTKIT_")):
+            current += line + "\n"
+            if not line.endswith("\\") and current.count("'") % 2 == 0:
+                commands.append(current)
+                current = ""
+        else:
+            expected.append(line)
+    return commands, expected
+
+
+@pytest.mark.slow
+def test_the_readme_five_minute_example_runs_as_written(
+    collector_server: StartCollector, tmp_path: Path
+) -> None:
+    import shutil
+    import subprocess
+
+    assert shutil.which("curl"), "the README example needs curl"
+    start, send, look = readme_blocks("Five minutes")
+    assert "EVENTKIT_FLUSH_MAX_AGE=1 eventkit-collector --data-dir ./data" in start
+    work = tmp_path / "work"
+    work.mkdir()
+    cp = collector_server(work / "data", EVENTKIT_FLUSH_MAX_AGE="1")
+    commands, expected = shell_commands(send)
+    outputs = []
+    for command in commands:
+        run = command.replace("http://127.0.0.1:8000", cp.url)
+        done = subprocess.run(["bash", "-c", run], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout.strip())
+    assert outputs == expected
+    wait_until(lambda: count_rows(work / "data") >= 4, 30, "the example's files")
+    wait_until(lambda: count_rows(work / "data", "dead-letters") >= 1, 30, "its dead letter")
+    listing, *_ = shell_commands(look)
+    printed = ""
+    for command in listing:
+        if command.startswith("kill "):
+            continue
+        run = command.replace("python ", f"{sys.executable} ", 1)
+        done = subprocess.run(
+            ["bash", "-c", run], capture_output=True, text=True, timeout=60, cwd=work
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        printed += done.stdout
+    assert {line.split()[0] for line in printed.splitlines() if " " in line} == {
+        "users",
+        "events",
+        "pages",
+        "webhooks",
+    }
+    assert "data/dead-letters/webhooks/" in printed
