@@ -18,7 +18,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import msgspec
-from eventkit_core import BackpressureError, ErrorStore, EventStore
+from eventkit_core import BackpressureError, ConfigurationError, ErrorStore, EventStore
 from litestar import Litestar, MediaType, Request, Response, Router, get, post
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
@@ -91,11 +91,9 @@ class Collector:
         if s.eventkit_metrics_enabled:
             install_metrics()
         self.metrics = CollectorMetrics() if s.eventkit_metrics_enabled else None
-        stores = (
-            (event_store, error_store)
-            if event_store is not None and error_store is not None
-            else None
-        )
+        if (event_store is None) != (error_store is None):
+            raise ConfigurationError("give both event_store and error_store, or neither")
+        stores = None if event_store is None or error_store is None else (event_store, error_store)
         self.pipeline: Pipeline = build_pipeline(s, counts=self.metrics, shard=shard, stores=stores)
         if self.metrics is not None:
             self.metrics.watch_health(self.pipeline.health)

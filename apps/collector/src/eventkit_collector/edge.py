@@ -21,18 +21,17 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import msgspec
+from eventkit_core import EventkitError
 
 
-class EdgeError(Exception):
+class EdgeError(EventkitError, ValueError):
     """A request the collector answers with an error body ``{"code", "message"}``."""
 
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
         self.headers = headers or {}
 
     def body(self) -> bytes:
@@ -305,8 +304,13 @@ def _parse_batch(data: bytes, first: int, limits: Limits) -> Parsed:
 # --- reading -----------------------------------------------------------------------------------
 
 
-class ClientDisconnected(Exception):
+class ClientDisconnected(EventkitError, ConnectionError):
     """The client went away before the whole body arrived: nothing was accepted."""
+
+    code = "client_disconnected"
+
+    def __init__(self, message: str = "the client disconnected mid-body") -> None:
+        super().__init__(message)
 
 
 DISCONNECTED_MESSAGE: Final = (
