@@ -287,3 +287,36 @@ async def test_pubsub_publish_is_retried_until_the_topic_exists(pubsub_emulator:
         assert released == [7, 8]
     finally:
         await queue.stop()
+
+
+# --- health -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("usable", [True, False], ids=["usable-store", "store-path-is-a-file"])
+async def test_ready_and_the_metrics_health_follow_the_store(tmp_path: Path, usable: bool) -> None:
+    from eventkit_collector.metrics import MetricsServer
+    from eventkit_storage import LocalErrorStore, LocalEventStore
+
+    s = settings(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    root = s.eventkit_data_dir if usable else blocker / "data"
+    collector = Collector(
+        s, event_store=LocalEventStore(root), error_store=LocalErrorStore(s.eventkit_data_dir)
+    )
+    async with serving(collector) as c:
+        r = await c.get("/ready")
+        assert r.status_code == (200 if usable else 503)
+        assert r.json() == {
+            "status": "ready" if usable else "not_ready",
+            "components": {"ring_buffer": True, "storage": usable, "queue": True},
+        }
+        server = MetricsServer("127.0.0.1", 0, collector.pipeline.ready)
+        server.start()
+        try:
+            async with httpx.AsyncClient() as http:
+                health = await http.get(f"http://127.0.0.1:{server.port}/health")
+        finally:
+            server.stop()
+        assert health.status_code == (200 if usable else 503)
+        assert health.json() == {"status": "ok" if usable else "unhealthy"}
