@@ -320,3 +320,24 @@ async def test_ready_and_the_metrics_health_follow_the_store(tmp_path: Path, usa
             server.stop()
         assert health.status_code == (200 if usable else 503)
         assert health.json() == {"status": "ok" if usable else "unhealthy"}
+
+
+async def test_a_start_that_fails_gives_the_shard_back(tmp_path: Path) -> None:
+    from eventkit_collector.shards import try_lock
+
+    s = settings(tmp_path)
+    collector = Collector(s)
+    broken = Collector(s)
+    await collector.start()  # holds shard 0
+    try:
+        sink = broken.pipeline.sink
+        assert isinstance(sink, InProcessSink)
+        await sink.queue.stop()  # a stopped queue cannot start: broken's start fails
+        with pytest.raises(Exception, match="stopped"):
+            await broken.start()
+    finally:
+        await collector.stop()
+    assert broken.pipeline.shard == 1
+    lock = try_lock(s.ring_dir, 1)
+    assert lock is not None  # shard 1 was given back
+    lock.release()

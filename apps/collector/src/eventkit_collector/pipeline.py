@@ -155,14 +155,22 @@ class Pipeline:
         lock = self._shard_lock = claim_shard(self.config.ring_dir, self.config.shard)
         self.shard = lock.index
         ring = self.ring = self._open_ring(lock.path)
-        await ring.open()
-        self._namespace = ring.instance_id
-        await self.loader.start()
-        await self.sink.start()
-        self.tracker.start(ring)
-        if self.shard == 0:
-            await self._adopt_orphans(ring)
-        await self._recover(ring)
+        try:
+            await ring.open()
+            self._namespace = ring.instance_id
+            await self.loader.start()
+            await self.sink.start()
+            self.tracker.start(ring)
+            if self.shard == 0:
+                await self._adopt_orphans(ring)
+            await self._recover(ring)
+        except BaseException:
+            # A start that failed (a backend unreachable) must not keep the shard: a retry or
+            # another worker could not claim it.
+            await self.tracker.close()
+            await ring.close()
+            lock.release()
+            raise
         self._publisher = asyncio.create_task(self._publish_loop(ring), name="eventkit-publisher")
         self.started = True
         log.info("pipeline started: shard %s", self.shard)

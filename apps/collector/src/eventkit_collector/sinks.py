@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final, Protocol
 
-from eventkit_core import AdaptResult, DeadLetter, RawEvent, SchemaAdapter, TypedEvent
+from eventkit_core import AdaptResult, DeadLetter, RawEvent, TypedEvent
 from eventkit_queues import AsyncQueue, PublishError
 from eventkit_queues.coordinator import EventCoordinatorManager
 from eventkit_queues.pubsub import PubSubQueue
@@ -94,9 +94,6 @@ class CountingAdapter:
             self._counts.processed(Counter([e.type for e in items if isinstance(e, TypedEvent)]))
             self._counts.failed(failed)
         return items
-
-
-_: type[SchemaAdapter] = CountingAdapter  # what the EventLoader takes
 
 
 class InProcessSink:
