@@ -17,11 +17,11 @@ from urllib.parse import quote
 import httpx
 import msgspec
 import pytest
+from eventkit_collector import wiring
 from eventkit_collector.app import Collector, create_app
 from eventkit_collector.fastpath import FastIngest
-from eventkit_collector.pipeline import Pipeline
 from eventkit_collector.settings import Settings
-from eventkit_core import DeadLetter, StoredFile, TypedEvent
+from eventkit_core import DeadLetter, RawEvent, StoredFile, TypedEvent
 from litestar.testing import AsyncTestClient
 
 Item = TypedEvent | DeadLetter
@@ -30,7 +30,7 @@ Item = TypedEvent | DeadLetter
 class RecordingLoader:
     """Test double for EventLoader: keeps what it is given and reports it stored at once."""
 
-    def __init__(self, on_flushed: Callable[[Sequence[StoredFile]], None]) -> None:
+    def __init__(self, on_flushed: Callable[[Sequence[StoredFile]], None] | None) -> None:
         self.items: list[Item] = []
         self.on_flushed = on_flushed
 
@@ -43,12 +43,18 @@ class RecordingLoader:
     async def submit(self, items: Sequence[Item]) -> None:
         self.items.extend(items)
         ids = tuple(i.source_id for i in items if i.source_id is not None)
+        if self.on_flushed is None:
+            return
         self.on_flushed(
             [StoredFile(path="p", uri="mem://p", rows=len(items), bytes=1, source_ids=ids)]
         )
 
-    async def add(self, item: Item) -> None:
+    async def add(self, item: Item | RawEvent) -> None:
+        assert not isinstance(item, RawEvent)  # the in-process tests never give raw events
         await self.submit([item])
+
+    async def flush(self) -> None:
+        return None
 
     def health_check(self) -> bool:
         return True
@@ -62,10 +68,16 @@ class RecordingLoader:
 
 @pytest.fixture
 def patch_loader(monkeypatch: pytest.MonkeyPatch) -> None:
-    def make(self: Pipeline, event_store: Any, error_store: Any) -> RecordingLoader:
-        return RecordingLoader(self._on_flushed)
+    def make(
+        settings: Settings,
+        event_store: Any,
+        error_store: Any,
+        adapter: Any,
+        on_flushed: Callable[[Sequence[StoredFile]], None] | None,
+    ) -> RecordingLoader:
+        return RecordingLoader(on_flushed)
 
-    monkeypatch.setattr(Pipeline, "_make_loader", make)
+    monkeypatch.setattr(wiring, "make_loader", make)
 
 
 def _settings(tmp_path: Path, **kw: Any) -> Settings:
@@ -372,22 +384,22 @@ async def test_ring_buffer_full_is_503_with_retry_after(tmp_path: Path, patch_lo
     collector = Collector(_settings(tmp_path, eventkit_ring_max_entries=1))
     async with AsyncTestClient(create_app(collector=collector)) as c:
         # hold releases so the one slot stays taken
-        pipeline = collector.pipeline
-        original = pipeline._on_flushed
-        pipeline.loader.on_flushed = lambda files: None
+        loader = loader_of(collector)
+        original = loader.on_flushed
+        loader.on_flushed = lambda files: None
         assert (await c.post("/v1/track", json=TRACK)).status_code == 200
         r = await c.post("/v1/track", json=TRACK)
         assert r.status_code == 503
         assert r.json()["code"] == "overloaded"
         assert int(r.headers["retry-after"]) >= 1
-        pipeline.loader.on_flushed = original
+        loader.on_flushed = original
 
 
 async def test_restart_delivers_what_was_left(tmp_path: Path, patch_loader: None) -> None:
     settings = _settings(tmp_path)
     collector = Collector(settings)
     async with AsyncTestClient(create_app(collector=collector)) as c:
-        collector.pipeline.loader.on_flushed = lambda files: None  # stored nowhere: never released
+        loader_of(collector).on_flushed = lambda files: None  # stored nowhere: never released
         for _ in range(2):
             assert (await c.post("/v1/batch", json={"batch": [TRACK, TRACK]})).status_code == 200
         # a gzipped body is kept compressed in the ring buffer: recovery decompresses it
@@ -470,16 +482,16 @@ async def test_a_stuck_queue_answers_503_not_unbounded_memory(
     import asyncio
     import threading
 
-    from eventkit_collector.pipeline import AsyncSink
+    from eventkit_collector.sinks import InProcessSink
 
     gate = threading.Event()  # the app may run on another loop (thread) than the test
-    original = AsyncSink.deliver
+    original = InProcessSink.deliver
 
-    async def stuck(self: AsyncSink, events: Any, entries: Any) -> None:
+    async def stuck(self: InProcessSink, events: Any, entries: Any) -> None:
         await asyncio.to_thread(gate.wait, 30)
         await original(self, events, entries)
 
-    monkeypatch.setattr(AsyncSink, "deliver", stuck)
+    monkeypatch.setattr(InProcessSink, "deliver", stuck)
     collector = Collector(_settings(tmp_path, eventkit_max_pending_requests=2))
     async with AsyncTestClient(create_app(collector=collector)) as c:
         statuses = [(await c.post("/v1/track", json=TRACK)).status_code for _ in range(4)]

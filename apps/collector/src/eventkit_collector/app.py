@@ -18,10 +18,8 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import msgspec
-from eventkit_core import validate_stream
-from eventkit_core.errors import InvalidStreamError
+from eventkit_core import BackpressureError, ConfigurationError, ErrorStore, EventStore
 from litestar import Litestar, MediaType, Request, Response, Router, get, post
-from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
@@ -32,7 +30,6 @@ from eventkit_collector.edge import (
     ClientAddress,
     ClientDisconnected,
     EdgeError,
-    Kind,
     WriteKeys,
     basic_user,
     decompress,
@@ -46,36 +43,39 @@ from eventkit_collector.edge import (
     wire_cap,
 )
 from eventkit_collector.envelope import Envelope
-from eventkit_collector.metrics import (
-    CollectorMetrics,
-    MetricsServer,
-    install_metrics,
-)
-from eventkit_collector.pipeline import Overloaded, Pipeline
+from eventkit_collector.metrics import CollectorMetrics, MetricsServer, install_metrics
+from eventkit_collector.pipeline import Pipeline
+from eventkit_collector.routes import DESCRIPTION, Route, cors_config, ingest_routes, path_stream
 from eventkit_collector.settings import Settings
+from eventkit_collector.wiring import build_pipeline
 
 log = logging.getLogger("eventkit_collector")
 
 SUCCESS: Final = b'{"success":true}'
 JSON: Final = "application/json"
-SEGMENT_CALLS: Final = ("identify", "track", "page", "screen", "group", "alias")
-#: Segment's browser library posts to one-letter paths.
-SHORT_PATHS: Final = {
-    "i": "identify",
-    "t": "track",
-    "p": "page",
-    "s": "screen",
-    "g": "group",
-    "a": "alias",
-}
+#: ``(status, body, extra headers)`` of an ingest answer.
+Answer = tuple[int, bytes, dict[str, str] | None]
 
 
 def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response[bytes]:
     return Response(content=body, status_code=status, media_type=JSON, headers=headers)
 
 
+def _overloaded(exc: BackpressureError) -> Answer:
+    retry = max(1, round(exc.retry_after))
+    return (
+        503,
+        error_body("overloaded", f"{exc.message} (retry after {retry} s)"),
+        {"Retry-After": str(retry)},
+    )
+
+
 class Collector:
-    """The collector behind the endpoints: settings, pipeline, metrics and the request path."""
+    """The collector behind the endpoints: settings, pipeline, metrics and the request path.
+
+    Fully built by its constructor (a bad rules file raises ConfigurationError here);
+    :meth:`start` opens the ring buffer and starts the background work.
+    """
 
     def __init__(
         self,
@@ -83,23 +83,26 @@ class Collector:
         *,
         shard: int | None = None,
         metrics_port: int | None = None,
-        event_store: Any = None,
-        error_store: Any = None,
+        event_store: EventStore | None = None,
+        error_store: ErrorStore | None = None,
     ) -> None:
         self.settings = s = settings or Settings()
-        self.metrics: CollectorMetrics | None = None
+        # The SDK goes in before any library creates its instruments.
         if s.eventkit_metrics_enabled:
             install_metrics()
-        self.pipeline = Pipeline(s, shard=shard, event_store=event_store, error_store=error_store)
-        if s.eventkit_metrics_enabled:
-            self.metrics = CollectorMetrics(self.pipeline.health)
-            self.pipeline.metrics = self.metrics
+        self.metrics = CollectorMetrics() if s.eventkit_metrics_enabled else None
+        if (event_store is None) != (error_store is None):
+            raise ConfigurationError("give both event_store and error_store, or neither")
+        stores = None if event_store is None or error_store is None else (event_store, error_store)
+        self.pipeline: Pipeline = build_pipeline(s, counts=self.metrics, shard=shard, stores=stores)
+        if self.metrics is not None:
+            self.metrics.watch_health(self.pipeline.health)
         self.metrics_port = s.eventkit_metrics_port if metrics_port is None else metrics_port
         self.metrics_server: MetricsServer | None = None
         self.keys = WriteKeys(s.eventkit_write_keys)
         self.client_address = ClientAddress(s.eventkit_trusted_proxies)
         self.limits = self.pipeline.limits
-        self.type_streams = self.pipeline.type_streams
+        self.routes: list[Route] = ingest_routes(self.pipeline.type_streams)
 
     # -- lifespan ----------------------------------------------------------------------------
 
@@ -119,6 +122,14 @@ class Collector:
             self.metrics_server.start()
             self.metrics_port = self.metrics_server.port
         await self.pipeline.start()
+        s = self.settings
+        log.info(
+            "pipeline started: shard %s, queue %s, store %s, data dir %s",
+            self.pipeline.shard,
+            s.eventkit_queue_mode,
+            s.eventkit_event_store,
+            s.eventkit_data_dir,
+        )
 
     async def stop(self) -> None:
         try:
@@ -131,7 +142,7 @@ class Collector:
     # -- the request path --------------------------------------------------------------------
 
     async def ingest(
-        self, request: Request[Any, Any, Any], kind: Kind, source: str, stream: str | None
+        self, request: Request[Any, Any, Any], route: Route, path_name: str | None = None
     ) -> Response[bytes]:
         """The Litestar face of :meth:`ingest_raw`."""
         client = request.scope.get("client")
@@ -142,9 +153,8 @@ class Collector:
                 client[0] if client else None,
                 # not request.stream(): it makes a disconnect a 500
                 receive_body(request.receive),
-                kind,
-                source,
-                stream,
+                route,
+                path_name,
             )
         except ClientDisconnected:  # nobody is listening; the answer is for logs and metrics
             return _json(400, error_body("invalid_request", DISCONNECTED_MESSAGE))
@@ -156,29 +166,20 @@ class Collector:
         query: bytes,
         peer: str | None,
         chunks: AsyncIterator[bytes],
-        kind: Kind,
-        source: str,
-        stream: str | None,
-    ) -> tuple[int, bytes, dict[str, str] | None]:
+        route: Route,
+        path_name: str | None = None,
+    ) -> Answer:
         """Auth, read, check, append to the ring buffer; ``(status, body, headers)``.
 
-        Never raises for anything a client sends, except :class:`ClientDisconnected` when the
-        client goes away before the whole body arrived (there is nobody to answer).
+        ``path_name``: the ``{stream}`` of ``/collect/{stream}`` (checked here, before anything
+        is read). Never raises for anything a client sends, except :class:`ClientDisconnected`
+        when the client goes away before the whole body arrived (there is nobody to answer).
         """
         try:
+            stream = path_stream(path_name or "") if route.stream_from_path else route.stream
             self.pipeline.check_capacity()
-            write_key_id: str | None = None
-            presented = basic_user(headers.get("authorization"))
-            if presented is None and query and b"writeKey" in query:
-                presented = dict(parse_qsl(query.decode("latin-1"))).get("writeKey") or None
-            if self.keys.enabled:
-                if presented is not None:
-                    write_key_id = self.keys.check(presented)
-                    if write_key_id is None:
-                        raise unauthorized()
-            elif presented is not None:
-                write_key_id = key_id(presented)
-            cap = wire_cap(kind, self.limits)
+            write_key_id = self._header_key(headers.get("authorization"), query)
+            cap = wire_cap(route.kind, self.limits)
             wire = data = await read_capped(chunks, headers.get("content-length"), cap)
             encoding = headers.get("content-encoding")
             if encoding:
@@ -191,25 +192,17 @@ class Collector:
                 data, form_key = unwrap_form(data)
             # A gzipped JSON body stays compressed in the ring buffer (about 10x smaller).
             gzipped = not form and data is not wire and wire[:2] == b"\x1f\x8b"
-            parsed = parse_body(kind, data, self.limits)
-            body_key = parsed.write_key or form_key
-            if write_key_id is None and body_key is not None:
-                write_key_id = self.keys.check(body_key) if self.keys.enabled else key_id(body_key)
-            if self.keys.enabled and write_key_id is None:
-                raise unauthorized()
-            ip = (
-                self.client_address.resolve(peer, headers.get("x-forwarded-for"))
-                if self.client_address.enabled
-                else peer
-            )
+            parsed = parse_body(route.kind, data, self.limits)
+            if write_key_id is None:
+                write_key_id = self._body_key(parsed.write_key or form_key)
             request_id = headers.get("x-request-id")
             env = Envelope(
-                source=source,
+                source=route.source,
                 stream=stream,
                 received_at=datetime.now(UTC),
                 body=wire if gzipped else data,
                 gzip=gzipped,
-                ip=ip,
+                ip=self._client_ip(peer, headers),
                 user_agent=headers.get("user-agent"),
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
@@ -220,101 +213,46 @@ class Collector:
             return 200, SUCCESS, None
         except EdgeError as exc:
             return exc.status, exc.body(), exc.headers or None
-        except Overloaded as exc:
-            retry = max(1, round(exc.retry_after))
-            return (
-                503,
-                error_body("overloaded", f"{exc.message} (retry after {retry} s)"),
-                {"Retry-After": str(retry)},
-            )
+        except BackpressureError as exc:
+            return _overloaded(exc)
 
-    def routes(self) -> dict[str, tuple[str, Kind, str, str | None]]:
-        """Exact ingest paths -> (metric label, kind, source, stream)."""
-        out: dict[str, tuple[str, Kind, str, str | None]] = {
-            "/collect": ("/collect", Kind.COLLECT, "collect", "default")
-        }
-        for short, call in SHORT_PATHS.items():
-            stream = self.type_streams.get(call, "default")
-            out[f"/v1/{call}"] = (f"/v1/{call}", Kind.SINGLE, call, stream)
-            out[f"/v1/{short}"] = (f"/v1/{call}", Kind.SINGLE, call, stream)
-        for path in ("/v1/batch", "/v1/b", "/beacon/v1/batch"):
-            out[path] = ("/v1/batch", Kind.BATCH, "batch", None)
-        return out
+    def _header_key(self, authorization: str | None, query: bytes) -> str | None:
+        """The write key id from the Authorization header or the query string.
+
+        With keys configured, a key presented there that is not one of them is refused before
+        the body is read.
+        """
+        presented = basic_user(authorization)
+        if presented is None and query and b"writeKey" in query:
+            presented = dict(parse_qsl(query.decode("latin-1"))).get("writeKey") or None
+        if presented is None:
+            return None
+        if not self.keys.enabled:
+            return key_id(presented)
+        found = self.keys.check(presented)
+        if found is None:
+            raise unauthorized()
+        return found
+
+    def _body_key(self, body_key: str | None) -> str | None:
+        """The write key id from the body, when none came in the headers; 401 if one is needed."""
+        if not self.keys.enabled:
+            return None if body_key is None else key_id(body_key)
+        found = self.keys.check(body_key)
+        if found is None:
+            raise unauthorized()
+        return found
+
+    def _client_ip(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
+        if not self.client_address.enabled:
+            return peer
+        return self.client_address.resolve(peer, headers.get("x-forwarded-for"))
 
     # -- routing -----------------------------------------------------------------------------
 
     def handlers(self) -> list[HTTPRouteHandler]:
         """Every route handler (mount them with :meth:`router`)."""
-        out: list[HTTPRouteHandler] = []
-        type_streams = self.type_streams
-
-        def endpoint(
-            path: str | list[str], label: str, kind: Kind, source: str, stream: str | None, doc: str
-        ) -> None:
-            async def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
-                return await self._timed(label, request, kind, source, stream)
-
-            handler.__name__ = (
-                f"ingest_{label.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
-            )
-            out.append(
-                post(
-                    path,
-                    status_code=200,
-                    summary=doc,
-                    description=_DESCRIPTION,
-                    media_type=MediaType.JSON,
-                    tags=["ingest"],
-                )(handler)
-            )
-
-        endpoint(
-            "/collect",
-            "/collect",
-            Kind.COLLECT,
-            "collect",
-            "default",
-            "Any JSON to stream 'default'",
-        )
-
-        async def collect_stream(request: Request[Any, Any, Any]) -> Response[bytes]:
-            stream: str = request.path_params["stream"]
-            try:
-                validate_stream(stream)
-            except InvalidStreamError as exc:
-                return self._count(
-                    "/collect/{stream}", request, _json(400, error_body("invalid_stream", str(exc)))
-                )
-            return await self._timed("/collect/{stream}", request, Kind.COLLECT, "collect", stream)
-
-        out.append(
-            post(
-                "/collect/{stream:str}",
-                status_code=200,
-                summary="Any JSON (one value or an array) to the named stream",
-                description=_DESCRIPTION,
-                media_type=MediaType.JSON,
-                tags=["ingest"],
-            )(collect_stream)
-        )
-        for call in SEGMENT_CALLS:
-            short = next(k for k, v in SHORT_PATHS.items() if v == call)
-            endpoint(
-                [f"/v1/{call}", f"/v1/{short}"],
-                f"/v1/{call}",
-                Kind.SINGLE,
-                call,
-                type_streams.get(call, "default"),
-                f"Segment {call} (stream '{type_streams.get(call, 'default')}')",
-            )
-        endpoint(
-            ["/v1/batch", "/v1/b", "/beacon/v1/batch"],
-            "/v1/batch",
-            Kind.BATCH,
-            "batch",
-            None,
-            "Segment batch: items routed by their own type",
-        )
+        out = [self._handler(route) for route in self.routes]
 
         @get("/health", summary="Alive", tags=["health"], media_type=MediaType.JSON)
         async def health() -> Response[bytes]:
@@ -325,47 +263,50 @@ class Collector:
             status = self.pipeline.health()
             ok = self.pipeline.started and all(status.values())
             body = {"status": "ready" if ok else "not_ready", "components": status}
-
             return _json(200 if ok else 503, msgspec.json.encode(body))
 
         out.extend([health, ready])
         return out
+
+    def _handler(self, route: Route) -> HTTPRouteHandler:
+        if route.stream_from_path:
+
+            async def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
+                return await self._timed(request, route, request.path_params["stream"])
+
+            paths: list[str] = ["/collect/{stream:str}"]
+        else:
+
+            async def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
+                return await self._timed(request, route)
+
+            paths = list(route.paths)
+        handler.__name__ = "ingest_" + "".join(
+            c if c.isalnum() else "_" for c in route.label.strip("/")
+        )
+        return post(
+            paths,
+            status_code=200,
+            summary=route.summary,
+            description=DESCRIPTION,
+            media_type=MediaType.JSON,
+            tags=["ingest"],
+        )(handler)
 
     def router(self, path: str = "/") -> Router:
         """A Litestar :class:`Router` with every endpoint, to include in your own app."""
         return Router(path=path, route_handlers=self.handlers())
 
     async def _timed(
-        self,
-        label: str,
-        request: Request[Any, Any, Any],
-        kind: Kind,
-        source: str,
-        stream: str | None,
+        self, request: Request[Any, Any, Any], route: Route, path_name: str | None = None
     ) -> Response[bytes]:
         start = time.perf_counter()
-        response = await self.ingest(request, kind, source, stream)
+        response = await self.ingest(request, route, path_name)
         if self.metrics is not None:
             self.metrics.request(
-                label, "POST", response.status_code or 200, time.perf_counter() - start
+                route.label, "POST", response.status_code or 200, time.perf_counter() - start
             )
         return response
-
-    def _count(
-        self, label: str, request: Request[Any, Any, Any], response: Response[bytes]
-    ) -> Response[bytes]:
-        if self.metrics is not None:
-            self.metrics.request(label, "POST", response.status_code or 200, 0.0)
-        return response
-
-
-_DESCRIPTION: Final = (
-    "Body: JSON (application/json, text/plain, or application/x-www-form-urlencoded carrying "
-    'JSON), optionally Content-Encoding gzip/deflate. Answers 200 {"success": true} once the '
-    "request is durable; 400 invalid_json / invalid_stream; 401 unauthorized; 413 "
-    "payload_too_large; 503 overloaded with Retry-After. JSON that fails validation is accepted "
-    "and dead-lettered."
-)
 
 
 def _path(request: Request[Any, Any, Any]) -> str:
@@ -440,17 +381,7 @@ def create_app(
 ) -> Litestar:
     """A ready-to-serve Litestar app (settings from the environment when not given)."""
     collector = collector or Collector(settings, shard=shard, metrics_port=metrics_port)
-    s = collector.settings
-    cors = (
-        CORSConfig(
-            allow_origins=list(s.eventkit_cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["*"],
-            max_age=86400,
-        )
-        if s.eventkit_cors_origins
-        else None
-    )
+    cors = cors_config(collector.settings.eventkit_cors_origins)
     app = Litestar(
         route_handlers=collector.handlers(),
         lifespan=[collector.lifespan],

@@ -21,20 +21,17 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import msgspec
+from eventkit_core import EventkitError
 
-KB: Final = 1000
 
-
-class EdgeError(Exception):
+class EdgeError(EventkitError, ValueError):
     """A request the collector answers with an error body ``{"code", "message"}``."""
 
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
         self.headers = headers or {}
 
     def body(self) -> bytes:
@@ -207,16 +204,6 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: bytes) -> Any:
         raise invalid_json(str(exc)) from None
 
 
-def check_json(data: bytes) -> None:
-    """Raise ``invalid_json`` unless ``data`` is one JSON value msgspec decodes losslessly."""
-    _check_text(data)
-    floats, ints = _suspicious_numbers(data)
-    if floats or ints:
-        _full_check(data, ints)
-    else:
-        _decode(_SKIP, data)
-
-
 def _first_byte(data: bytes) -> int:
     for b in data:
         if b not in _WS:
@@ -317,8 +304,13 @@ def _parse_batch(data: bytes, first: int, limits: Limits) -> Parsed:
 # --- reading -----------------------------------------------------------------------------------
 
 
-class ClientDisconnected(Exception):
+class ClientDisconnected(EventkitError, ConnectionError):
     """The client went away before the whole body arrived: nothing was accepted."""
+
+    code = "client_disconnected"
+
+    def __init__(self, message: str = "the client disconnected mid-body") -> None:
+        super().__init__(message)
 
 
 DISCONNECTED_MESSAGE: Final = (

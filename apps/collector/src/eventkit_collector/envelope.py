@@ -2,22 +2,20 @@
 
 One request is appended to the ring buffer as one :class:`Envelope` (the JSON body kept as it
 came, undecoded). The publisher turns it into one :class:`~eventkit_core.RawEvent` per item:
-routed by the item's own ``type`` on ``/v1/batch``, keyed by identity for the queue, with a
-``messageId`` derived from the entry (``stable_message_id``) when the item has none, so an entry
-delivered again after a crash gives its events the same ids.
+routed by the item's own ``type`` on ``/v1/batch``, with a ``messageId`` derived from the entry
+(core's ``stable_message_id``) when the item has none, so an entry delivered again after a crash
+gives its events the same ids. The routing key is core's ``identity_key``, computed by the queue.
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 import zlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-from eventkit_core import DEFAULT_STREAM, RawEvent
+from eventkit_core import DEFAULT_STREAM, RawEvent, stable_message_id
 
 from eventkit_collector.adapter import INVALID_BATCH
 from eventkit_collector.edge import EdgeError, Kind, Limits, Parsed, inflate, parse_body
@@ -61,19 +59,6 @@ def decode_envelope(data: bytes) -> Envelope:
     return _DECODER.decode(data)
 
 
-_NAMESPACE_URL: Final = uuid.NAMESPACE_URL.bytes
-
-
-def stable_message_id(namespace: str, entry_id: int, index: int) -> str:
-    """``eventkit_core.stable_message_id``, the same ids, several times faster (hot path)."""
-    name = f"{namespace}/{entry_id}/{index}".encode()
-    d = bytearray(hashlib.sha1(_NAMESPACE_URL + name).digest()[:16])
-    d[6] = (d[6] & 0x0F) | 0x40
-    d[8] = (d[8] & 0x3F) | 0x80
-    h = d.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def kind_of(source: str) -> Kind:
     if source == "collect":
         return Kind.COLLECT
@@ -83,9 +68,8 @@ def kind_of(source: str) -> Kind:
 
 
 class _Peek(msgspec.Struct):
+    # The routing key is left to the queue (core's identity_key reads userId / anonymousId).
     type: Any = None
-    userId: Any = None
-    anonymousId: Any = None
     messageId: Any = None
 
 
@@ -176,10 +160,6 @@ def to_raw_events(
             if type(mid) is str and mid
             else (_text(mid) or stable_message_id(namespace, entry_id, index))
         )
-        uid = p.userId
-        key = (
-            uid if type(uid) is str and uid else (_text(uid) or _text(p.anonymousId) or message_id)
-        )
         if batch:
             kind = p.type
             item_stream = (
@@ -198,7 +178,6 @@ def to_raw_events(
                 user_agent=user_agent,
                 request_id=request_id,
                 message_id=message_id,
-                key=key,
                 batch_context=context,
                 batch_integrations=integrations,
                 batch_sent_at=sent_at,

@@ -1,30 +1,33 @@
 """A raw-ASGI front for the ingest endpoints; everything else goes to the Litestar app.
 
 The ingest POSTs are the hot path: the Litestar stack (middleware, routing, signature model,
-response object) costs more than the rest of a small request. This front answers exactly the
-same paths with the same code (:meth:`Collector.ingest_raw`), the same error bodies, CORS headers
-and metrics, and hands every other request (health, OpenAPI, CORS preflights, 404/405) to the
-Litestar app it wraps. The Litestar handlers stay in place: they serve the same endpoints when the
-collector's router is mounted in a user's own app.
+response object) costs more than the rest of a small request. This front serves the same route
+table (:mod:`eventkit_collector.routes`) with the same code (:meth:`Collector.ingest_raw`), so the
+same answers and error bodies, adds the CORS headers of the same :class:`CORSConfig`, counts the
+same metrics, and hands every other request (health, OpenAPI, CORS preflights, 404/405) to the
+Litestar app it wraps. The Litestar handlers stay in place: they serve the same endpoints when
+the collector's router is mounted in a user's own app, or with ``EVENTKIT_INGEST_FRONT=false``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from eventkit_core import is_valid_stream
-from eventkit_core.streams import STREAM_RULE
+from litestar import Litestar
 
-from eventkit_collector.app import Collector
-from eventkit_collector.edge import ClientDisconnected, EdgeError, Kind, receive_body
+from eventkit_collector.app import Collector, create_app
+from eventkit_collector.edge import ClientDisconnected, receive_body
+from eventkit_collector.routes import COLLECT_PREFIX, Route, cors_config, exact_paths
+from eventkit_collector.settings import Settings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
 
 _WANTED: Final = frozenset(
     {
@@ -39,47 +42,59 @@ _WANTED: Final = frozenset(
     }
 )
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+#: Distinct origins whose CORS headers are kept ready (the rest are computed per request).
+_ORIGIN_CACHE: Final = 256
+
+
+class _Cors:
+    """The headers Litestar's CORS middleware adds to a simple (non-preflight) response."""
+
+    def __init__(self, origins: list[str]) -> None:
+        self._config = cors_config(origins)
+        self._cache: dict[bytes, Headers] = {}
+
+    def headers(self, origin: bytes) -> Headers:
+        found = self._cache.get(origin)
+        if found is not None:
+            return found
+        config = self._config
+        out: Headers = []
+        if config is not None:
+            text = origin.decode("latin-1")
+            out = [(k.lower().encode(), v.encode()) for k, v in config.simple_headers.items()]
+            if not config.is_allow_all_origins and config.is_origin_allowed(text):
+                out += [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+        if len(self._cache) < _ORIGIN_CACHE:
+            self._cache[origin] = out
+        return out
 
 
 class FastIngest:
     """ASGI app: ingest POSTs handled directly, the rest passed to ``app``."""
 
-    def __init__(self, app: Any, collector: Collector) -> None:
-        self.app: ASGIApp = app
+    def __init__(self, app: Litestar, collector: Collector) -> None:
+        # Litestar types its ASGI messages as TypedDicts; this front passes them through as is.
+        self.app = cast(ASGIApp, app)
         self.collector = collector
-        self.routes = collector.routes()
-        origins = collector.settings.eventkit_cors_origins
-        self._any_origin = "*" in origins
-        self._origins = frozenset(o.encode("latin-1") for o in origins)
+        self.routes = exact_paths(collector.routes)
+        self._collect_stream = next(r for r in collector.routes if r.stream_from_path)
+        self._cors = _Cors(collector.settings.eventkit_cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             route = self.routes.get(path)
             if route is not None:
-                label, kind, source, stream = route
-                await self._ingest(scope, receive, send, label, kind, source, stream)
+                await self._ingest(scope, receive, send, route, None)
                 return
-            if path.startswith("/collect/") and path.count("/") == 2:
-                name = path[9:]
-                if not is_valid_stream(name):
-                    await self._reject(scope, send, name)
-                    return
-                await self._ingest(
-                    scope, receive, send, "/collect/{stream}", Kind.COLLECT, "collect", name
-                )
+            if path.startswith(COLLECT_PREFIX) and path.count("/") == 2:
+                name = path[len(COLLECT_PREFIX) :]
+                await self._ingest(scope, receive, send, self._collect_stream, name)
                 return
         await self.app(scope, receive, send)
 
     async def _ingest(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        label: str,
-        kind: Kind,
-        source: str,
-        stream: str | None,
+        self, scope: Scope, receive: Receive, send: Send, route: Route, path_name: str | None
     ) -> None:
         start = time.perf_counter()
         headers: dict[str, str] = {}
@@ -96,54 +111,26 @@ class FastIngest:
                 scope.get("query_string", b""),
                 client[0] if client else None,
                 receive_body(receive),
-                kind,
-                source,
-                stream,
+                route,
+                path_name,
             )
         except ClientDisconnected:  # nobody is listening: no answer
             return
-        await self._send(send, status, body, extra, origin)
-        metrics = self.collector.metrics
-        if metrics is not None:
-            metrics.request(label, "POST", status, time.perf_counter() - start)
-
-    async def _reject(self, scope: Scope, send: Send, name: str) -> None:
-        shown = repr(name) if len(name) <= 80 else repr(name[:80] + "...")
-        exc = EdgeError(400, "invalid_stream", f"stream name {shown} is invalid: {STREAM_RULE}")
-        origin = next((v for k, v in scope["headers"] if k == b"origin"), None)
-        await self._send(send, exc.status, exc.body(), None, origin)
-        metrics = self.collector.metrics
-        if metrics is not None:
-            metrics.request("/collect/{stream}", "POST", exc.status, 0.0)
-
-    async def _send(
-        self,
-        send: Send,
-        status: int,
-        body: bytes,
-        extra: dict[str, str] | None,
-        origin: bytes | None,
-    ) -> None:
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        out = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if origin is not None:
-            if self._any_origin:
-                headers.append((b"access-control-allow-origin", b"*"))
-            elif origin in self._origins:
-                headers.append((b"access-control-allow-origin", origin))
-                headers.append((b"vary", b"Origin"))
+            out += self._cors.headers(origin)
         if extra:
-            headers.extend(
-                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()
-            )
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+            out += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
+        metrics = self.collector.metrics
+        if metrics is not None:
+            metrics.request(route.label, "POST", status, time.perf_counter() - start)
 
 
 def create_asgi(
-    settings: Any = None, *, shard: int | None = None, metrics_port: int | None = None
+    settings: Settings | None = None, *, shard: int | None = None, metrics_port: int | None = None
 ) -> FastIngest:
-    """The served ASGI app: :func:`create_app` behind the ingest fast path."""
-    from eventkit_collector.app import create_app
-
+    """The served ASGI app: :func:`create_app` behind the ingest front."""
     collector = Collector(settings, shard=shard, metrics_port=metrics_port)
     return FastIngest(create_app(collector=collector), collector)

@@ -2,7 +2,7 @@
 
 :func:`install_metrics` sets the global MeterProvider (before any library creates instruments)
 and starts a small HTTP server with ``/metrics`` (Prometheus text) and ``/health``. The
-collector's own instruments live in :class:`CollectorMetrics`, under exactly the seed's names
+collector's own instruments live in :class:`CollectorMetrics`, under exactly the names of the original service
 (counters without ``_total``: the exporter appends it; durations in unit ``s`` so the exposed
 name ends in ``_seconds``). Labels are bounded: unknown values fold into ``other``.
 """
@@ -117,7 +117,7 @@ class CollectorMetrics:
     def __init__(self, health: Callable[[], dict[str, bool]] | None = None) -> None:
         meter = metrics.get_meter(METER_NAME, __version__)
         self._start = time.monotonic()
-        self._health = health or (dict)
+        self._health: Callable[[], dict[str, bool]] = health or dict
         # Hot-path counts are kept in plain ints and read by the exporter at scrape time.
         self._requests: dict[tuple[str, str, str], int] = {}
         self._received = 0
@@ -166,6 +166,10 @@ class CollectorMetrics:
             description="Component health (1 for the current status)",
         )
         self._reasons: set[str] = set()
+
+    def watch_health(self, health: Callable[[], dict[str, bool]]) -> None:
+        """Report ``health()`` as ``eventkit_component_health`` (read at scrape time)."""
+        self._health = health
 
     def request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one HTTP request (endpoint is the route template: bounded)."""

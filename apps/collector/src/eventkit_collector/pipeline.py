@@ -1,16 +1,12 @@
-"""Ring buffer -> publisher -> queue -> workers -> EventLoader -> stores -> release.
+"""The pipeline of one server process: ring buffer -> publisher -> sink.
 
-One :class:`Pipeline` per server process. The request handler appends one envelope per request
-to the ring buffer (:meth:`Pipeline.accept`, which returns after COMMIT) and hands the envelope to
-the publisher in memory; the publisher turns envelopes into RawEvents and puts them on the queue:
-
-* ``async`` mode: the in-process :class:`~eventkit_queues.AsyncQueue`; its workers adapt events
-  (schema adapter + rules) and submit typed events and dead letters to the EventLoader. A
-  ring-buffer entry is released (``mark_published``) once every one of its events is in a
-  durably written file (the loader's ``on_flushed`` reports ``StoredFile.source_ids``).
-* ``pubsub`` mode: :class:`~eventkit_queues.PubSubQueue`; an entry is released once all its
-  events are published. An archive :class:`~eventkit_queues.EventSubscriptionCoordinator`
-  consumes the subscription with ``handler=event_loader.add`` (the seed's dual path).
+The request handler appends one envelope per request to the ring buffer (:meth:`Pipeline.accept`,
+which returns after COMMIT) and hands the envelope to the publisher in memory; the publisher turns
+envelopes into RawEvents and delivers them to the sink of the queue mode (see
+:mod:`eventkit_collector.sinks`). Which entries may be released, and releasing them, is the
+:class:`~eventkit_collector.release.ReleaseTracker`'s job; which shard this process owns is
+:mod:`eventkit_collector.shards`'s. The parts are built from settings by
+:mod:`eventkit_collector.wiring`.
 
 On start, entries left unpublished by an earlier run are read back and delivered again.
 """
@@ -18,17 +14,15 @@ On start, entries left unpublished by an earlier run are read back and delivered
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
-from collections import Counter, deque
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Final, Literal, Protocol
 
-from eventkit_core import AdaptResult, DeadLetter, RawEvent, StoredFile, TypedEvent
+from eventkit_core import BackpressureError, EventkitError, RawEvent
 
-from eventkit_collector.adapter import CollectorAdapter
 from eventkit_collector.edge import Limits, Parsed
 from eventkit_collector.envelope import (
     Envelope,
@@ -37,141 +31,152 @@ from eventkit_collector.envelope import (
     reparse,
     to_raw_events,
 )
-from eventkit_collector.metrics import CollectorMetrics
-from eventkit_collector.settings import Settings
+from eventkit_collector.release import ReleaseTracker
+from eventkit_collector.shards import ShardLock, claim_shard, orphan_shards, try_lock
+from eventkit_collector.sinks import Sink
 
 log = logging.getLogger("eventkit_collector.pipeline")
 
-_RECOVERY_PAGE = 1000
-#: Placeholder for a result that becomes a dead letter (see Pipeline.adapt_batch).
-_BAD: Any = object()
-_MAX_PUBLISH_EVENTS = 20_000
+_RECOVERY_PAGE: Final = 1000
+#: Most events handed to the sink in one delivery.
+_MAX_PUBLISH_EVENTS: Final = 20_000
 
 
-class Overloaded(Exception):
-    """The pipeline cannot take more right now; retry after ``retry_after`` seconds."""
+class RingEntry(Protocol):
+    @property
+    def id(self) -> int: ...
 
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
+    @property
+    def payload(self) -> bytes: ...
 
 
-class _Sink(Protocol):
+class DurableLog(Protocol):
+    """The ring buffer, as the pipeline uses it."""
+
+    @property
+    def instance_id(self) -> str: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(self, payload: bytes) -> int: ...
+
+    async def append_many(self, payloads: Sequence[bytes]) -> list[int]: ...
+
+    async def mark_published(self, ids: Iterable[int]) -> int: ...
+
+    async def read_unpublished(
+        self, after_id: int = 0, limit: int = 1000
+    ) -> Sequence[RingEntry]: ...
+
+    def record_published(self, count: int, result: Literal["ok", "error"] = "ok") -> None: ...
+
+
+class Loader(Protocol):
+    """The EventLoader, as the pipeline uses it (its start, drain and health)."""
+
     async def start(self) -> None: ...
+
     async def stop(self) -> None: ...
-    async def deliver(self, events: list[RawEvent], entries: list[tuple[int, int]]) -> None: ...
-    def health(self) -> dict[str, bool]: ...
+
+    def health_check(self) -> bool: ...
 
 
-def claim_shard(ring_dir: Path, preferred: int | None = None) -> tuple[int, int]:
-    """Lock a ring-buffer shard: returns ``(shard, fd)`` of ``ring/<shard>.lock`` held with flock.
+class PipelineStateError(EventkitError, RuntimeError):
+    """The pipeline was used out of order (started twice, or accepting before start)."""
 
-    A restarted worker takes the first free shard, so it picks up that shard's leftovers.
-    """
-    ring_dir.mkdir(parents=True, exist_ok=True)
-    order = range(1024)
-    if preferred is not None:
-        order = range(preferred, 1024)  # type: ignore[assignment]
-    for shard in order:
-        fd = os.open(ring_dir / f"{shard}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue
-        return shard, fd
-    raise RuntimeError(f"no free ring-buffer shard under {ring_dir}")
+    code = "pipeline_state"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    ring_dir: Path
+    limits: Limits = field(default_factory=Limits)
+    type_streams: dict[str, str] = field(default_factory=dict)
+    #: Worker count: shard files at or beyond it are orphans, adopted by shard 0.
+    workers: int = 1
+    #: Shard to claim first (``--workers``: the worker's number).
+    shard: int | None = None
+    max_pending_requests: int = 20_000
+    max_pending_bytes: int = 128 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class _Pending:
+    entry_id: int
+    envelope: Envelope
+    #: Known on the request path; ``None`` for recovered entries (split again when published).
+    parsed: Parsed | None
+    size: int
 
 
 class Pipeline:
-    """Everything behind the HTTP edge, for one process."""
+    """Moves envelopes: durable append, publish to the sink, recovery after a restart."""
 
     def __init__(
         self,
-        settings: Settings,
-        metrics: CollectorMetrics | None = None,
+        config: PipelineConfig,
         *,
-        shard: int | None = None,
-        event_store: Any = None,
-        error_store: Any = None,
+        open_ring: Callable[[Path], DurableLog],
+        sink: Sink,
+        loader: Loader,
+        tracker: ReleaseTracker,
     ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.limits = Limits(
-            max_event_bytes=settings.eventkit_max_event_bytes,
-            max_batch_bytes=settings.eventkit_max_batch_bytes,
-            max_batch_events=settings.eventkit_max_batch_events,
-        )
-        self.adapter = CollectorAdapter(
-            max_event_bytes=settings.eventkit_max_event_bytes,
-            rules_file=settings.eventkit_rules_file,
-        )
-        self.type_streams = dict(settings.eventkit_type_streams)
-        self._preferred_shard = shard
-        self._event_store = event_store
-        self._error_store = error_store
+        self.config = config
+        self.limits = config.limits
+        self.type_streams = config.type_streams
+        self.sink = sink
+        self.loader = loader
+        self.tracker = tracker
+        self._open_ring = open_ring
+        self.ring: DurableLog | None = None
         self.shard: int | None = None
-        self._lock_fd: int | None = None
-        self.ring: Any = None
-        self.loader: Any = None
-        self._sink: _Sink | None = None
-        self._pending: deque[tuple[int, Envelope, Parsed | None, int]] = deque()
+        self._shard_lock: ShardLock | None = None
+        self._pending: deque[_Pending] = deque()
         self._pending_bytes = 0
         self._wake = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._ran = False
         self.started = False
-        # entry id -> events not yet durably stored (async mode)
-        self._outstanding: dict[int, int] = {}
-        self._release_ready: list[int] = []
-        self._release_wake = asyncio.Event()
-        self._releaser: asyncio.Task[None] | None = None
         self._namespace = ""
         self.accepted_requests = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from eventkit_ring_buffer import RingBuffer
-
-        s = self.settings
-        self._stopping = False
-        self._wake = asyncio.Event()
-        self._release_wake = asyncio.Event()
-        self.shard, self._lock_fd = claim_shard(s.ring_dir, self._preferred_shard)
-        self.ring = RingBuffer(
-            s.ring_dir / f"{self.shard}.db",
-            durability=s.eventkit_ring_durability,
-            max_entries=s.eventkit_ring_max_entries,
-            max_bytes=s.eventkit_ring_max_bytes,
-        )
-        await self.ring.open()
-        self._namespace = str(self.ring.instance_id)
-        event_store, error_store = self._stores()
-        self.loader = self._make_loader(event_store, error_store)
-        await self.loader.start()
-        if s.eventkit_queue_mode == "pubsub":
-            self._sink = PubSubSink(self)
-        else:
-            self._sink = AsyncSink(self)
-        await self._sink.start()
-        self._releaser = asyncio.create_task(self._release_loop(), name="eventkit-release")
-        if self.shard == 0:
-            await self._adopt_orphans()
-        await self._recover()
-        self._publisher = asyncio.create_task(self._publish_loop(), name="eventkit-publisher")
+        if self._ran:
+            raise PipelineStateError("this pipeline already ran: build a new Collector")
+        self._ran = True
+        lock = self._shard_lock = claim_shard(self.config.ring_dir, self.config.shard)
+        self.shard = lock.index
+        ring = self.ring = self._open_ring(lock.path)
+        try:
+            await ring.open()
+            self._namespace = ring.instance_id
+            await self.loader.start()
+            await self.sink.start()
+            self.tracker.start(ring)
+            if self.shard == 0:
+                await self._adopt_orphans(ring)
+            await self._recover(ring)
+        except BaseException:
+            # A start that failed (a backend unreachable) must not keep the shard: a retry or
+            # another worker could not claim it.
+            await self.tracker.close()
+            await ring.close()
+            lock.release()
+            raise
+        self._publisher = asyncio.create_task(self._publish_loop(ring), name="eventkit-publisher")
         self.started = True
-        log.info(
-            "pipeline started: shard %s, queue %s, store %s, data dir %s",
-            self.shard,
-            s.eventkit_queue_mode,
-            s.eventkit_event_store,
-            s.eventkit_data_dir,
-        )
+        log.info("pipeline started: shard %s", self.shard)
 
     async def stop(self) -> None:
-        """Drain: publish what is pending, drain the queue, flush the loader, release, close."""
+        """Drain, in the order data flows: publisher, sink, loader, releases; then close."""
         if not self.started:
             return
         self.started = False
@@ -179,158 +184,113 @@ class Pipeline:
         self._wake.set()
         if self._publisher is not None:
             await self._publisher
-        if self._sink is not None:
-            await self._sink.stop()
-        if self.loader is not None:
-            await self.loader.stop()
-        self._release_wake.set()
-        if self._releaser is not None:
-            await self._releaser
+        await self.sink.stop()
+        await self.loader.stop()
+        # Only now can no file be written any more: every entry stored is released before exit.
+        await self.tracker.close()
         if self.ring is not None:
             await self.ring.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._shard_lock is not None:
+            self._shard_lock.release()
         log.info("pipeline stopped (shard %s)", self.shard)
-
-    def _stores(self) -> tuple[Any, Any]:
-        if self._event_store is not None:
-            return self._event_store, self._error_store
-        s = self.settings
-        if s.eventkit_event_store == "gcs":
-            from eventkit_storage.gcs import GCSErrorStore, GCSEventStore
-
-            assert s.gcp_gcs_bucket is not None
-            return (
-                GCSEventStore(
-                    s.gcp_gcs_bucket, prefix=s.eventkit_gcs_prefix, project=s.gcp_project_id
-                ),
-                GCSErrorStore(
-                    s.gcp_gcs_bucket, prefix=s.eventkit_gcs_prefix, project=s.gcp_project_id
-                ),
-            )
-        from eventkit_storage.local import LocalErrorStore, LocalEventStore
-
-        return LocalEventStore(s.eventkit_data_dir), LocalErrorStore(s.eventkit_data_dir)
-
-    def _make_loader(self, event_store: Any, error_store: Any) -> Any:
-        from eventkit_storage import EventLoader
-
-        s = self.settings
-        return EventLoader(
-            event_store,
-            error_store,
-            # Pub/Sub mode: the archive coordinator's EventLoader.add adapts; count it there.
-            adapter=_CountingAdapter(self) if s.eventkit_queue_mode == "pubsub" else self.adapter,
-            max_events=s.eventkit_flush_max_events,
-            max_bytes=s.eventkit_flush_max_bytes,
-            max_age=s.eventkit_flush_max_age,
-            max_buffered_events=s.eventkit_max_buffered_events,
-            on_flushed=self._on_flushed,
-        )
 
     # -- the request path --------------------------------------------------------------------
 
     def check_capacity(self) -> None:
+        """Raise :class:`BackpressureError` when a new request cannot be taken now."""
         if not self.started:
-            raise Overloaded("the collector is starting or stopping: retry shortly", 1.0)
-        s = self.settings
+            raise BackpressureError(
+                "the collector is starting or stopping: retry shortly", retry_after=1.0
+            )
         if (
-            len(self._pending) >= s.eventkit_max_pending_requests
-            or self._pending_bytes >= s.eventkit_max_pending_bytes
+            len(self._pending) >= self.config.max_pending_requests
+            or self._pending_bytes >= self.config.max_pending_bytes
         ):
-            raise Overloaded(
+            raise BackpressureError(
                 f"{len(self._pending)} accepted requests ({self._pending_bytes} bytes) are "
                 "waiting for the queue: retry shortly",
-                1.0,
+                retry_after=1.0,
             )
 
     async def accept(self, env: Envelope, parsed: Parsed, size: int | None = None) -> int:
         """Append one request durably, hand it to the publisher; returns the entry id.
 
         ``size``: bytes the request holds in memory until published (default: the body's).
-
-        Raises :class:`Overloaded` when the ring buffer is full (nothing was accepted).
+        Raises :class:`BackpressureError` when the ring buffer is full (nothing was accepted).
         """
-        from eventkit_ring_buffer import RingBufferFullError
-
-        try:
-            entry_id: int = await self.ring.append(encode_envelope(env))
-        except RingBufferFullError as exc:
-            raise Overloaded(str(exc), float(getattr(exc, "retry_after", 1.0))) from None
-        size = len(env.body) if size is None else size
-        self._pending.append((entry_id, env, parsed, size))
-        self._pending_bytes += size
+        ring = self.ring
+        if ring is None:
+            raise PipelineStateError("the pipeline is not started: await start() first")
+        entry_id = await ring.append(encode_envelope(env))  # RingBufferFullError: backpressure
+        self._queue(_Pending(entry_id, env, parsed, len(env.body) if size is None else size))
         self.accepted_requests += 1
-        self._wake.set()
         return entry_id
 
-    # -- publisher ---------------------------------------------------------------------------
+    def _queue(self, item: _Pending) -> None:
+        self._pending.append(item)
+        self._pending_bytes += item.size
+        self._wake.set()
 
-    async def _recover(self) -> None:
+    # -- recovery ----------------------------------------------------------------------------
+
+    async def _recover(self, ring: DurableLog) -> None:
         """Queue what an earlier run left unpublished (before any new request is accepted)."""
         after = 0
         total = 0
-        while True:
-            entries = await self.ring.read_unpublished(after_id=after, limit=_RECOVERY_PAGE)
-            if not entries:
-                break
+        while entries := await ring.read_unpublished(after_id=after, limit=_RECOVERY_PAGE):
             for entry in entries:
-                after = max(after, int(entry.id))
-                try:
-                    env = decode_envelope(bytes(entry.payload))
-                except Exception:
-                    log.exception("ring entry %s is not an envelope; releasing it", entry.id)
-                    self._release_ready.append(int(entry.id))
+                after = max(after, entry.id)
+                env = _decode_or_none(entry)
+                if env is None:
+                    # Nothing can ever read it: keeping it would only block the ring buffer.
+                    self.tracker.release([entry.id])
                     continue
-                self._pending.append((int(entry.id), env, None, len(env.body)))
-                self._pending_bytes += len(env.body)
+                self._queue(_Pending(entry.id, env, None, len(env.body)))
                 total += 1
         if total:
             log.info("recovering %d unpublished requests from the ring buffer", total)
-            self._wake.set()
-        self._release_wake.set()
 
-    async def _adopt_orphans(self) -> None:
+    async def _adopt_orphans(self, ring: DurableLog) -> None:
         """Move what shards beyond the worker count left unpublished into this shard.
 
         After a run with more workers, ``ring/<n>.db`` for ``n >= workers`` has no owner: worker 0
         copies its unreleased entries into its own ring buffer (one transaction per page), then
         releases them there. A crash in between only duplicates (at-least-once).
         """
-        from eventkit_ring_buffer import RingBuffer
-
-        ring_dir = self.settings.ring_dir
-        workers = self.settings.eventkit_workers
-        for path in sorted(ring_dir.glob("*.db")):
-            if not path.stem.isdigit() or int(path.stem) < workers:
-                continue
-            fd = os.open(ring_dir / f"{path.stem}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        ring_dir = self.config.ring_dir
+        for index in orphan_shards(ring_dir, self.config.workers):
+            lock = try_lock(ring_dir, index)
+            if lock is None:
+                continue  # a worker owns it
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    continue  # a worker owns it
-                orphan = RingBuffer(path)
-                await orphan.open()
-                moved = 0
-                try:
-                    while True:
-                        entries = await orphan.read_unpublished(after_id=0, limit=_RECOVERY_PAGE)
-                        if not entries:
-                            break
-                        await self.ring.append_many([e.payload for e in entries])
-                        await orphan.mark_published([e.id for e in entries])
-                        moved += len(entries)
-                finally:
-                    await orphan.close()
-                if moved:
-                    log.info("adopted %d unpublished requests from %s", moved, path)
+                moved = await _move_unpublished(self._open_ring(lock.path), ring)
             finally:
-                os.close(fd)
+                lock.release()
+            if moved:
+                log.info("adopted %d unpublished requests from %s", moved, lock.path)
 
-    async def _publish_loop(self) -> None:
-        assert self._sink is not None
+    # -- publisher ---------------------------------------------------------------------------
+
+    def _next_delivery(self) -> tuple[list[RawEvent], list[tuple[int, int]]]:
+        events: list[RawEvent] = []
+        entries: list[tuple[int, int]] = []
+        pending = self._pending
+        while pending and len(events) < _MAX_PUBLISH_EVENTS:
+            item = pending.popleft()
+            self._pending_bytes -= item.size
+            parsed = item.parsed if item.parsed is not None else reparse(item.envelope, self.limits)
+            raws = to_raw_events(
+                item.entry_id,
+                item.envelope,
+                parsed,
+                namespace=self._namespace,
+                type_streams=self.type_streams,
+            )
+            entries.append((item.entry_id, len(raws)))
+            events.extend(raws)
+        return events, entries
+
+    async def _publish_loop(self, ring: DurableLog) -> None:
         while True:
             if not self._pending:
                 if self._stopping:
@@ -338,28 +298,12 @@ class Pipeline:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            events: list[RawEvent] = []
-            entries: list[tuple[int, int]] = []
-            pending = self._pending
-            while pending and len(events) < _MAX_PUBLISH_EVENTS:
-                entry_id, env, parsed, size = pending.popleft()
-                self._pending_bytes -= size
-                if parsed is None:
-                    parsed = reparse(env, self.limits)
-                raws = to_raw_events(
-                    entry_id,
-                    env,
-                    parsed,
-                    namespace=self._namespace,
-                    type_streams=self.type_streams,
-                )
-                entries.append((entry_id, len(raws)))
-                events.extend(raws)
+            events, entries = self._next_delivery()
             try:
-                await self._sink.deliver(events, entries)
-                self.ring.record_published(len(entries))
+                await self.sink.deliver(events, entries)
+                ring.record_published(len(entries))
             except Exception:
-                self.ring.record_published(len(entries), "error")
+                ring.record_published(len(entries), "error")
                 # The entries stay unpublished in the ring buffer: the next start delivers them.
                 log.exception(
                     "publisher failed to deliver %d events of %d requests; they stay in the "
@@ -367,246 +311,45 @@ class Pipeline:
                     len(events),
                     len(entries),
                 )
-                for entry_id, _n in entries:
-                    self._outstanding.pop(entry_id, None)
-
-    # -- release -----------------------------------------------------------------------------
-
-    def track(self, entries: Sequence[tuple[int, int]]) -> None:
-        """Count the events of each entry that must be stored before it is released."""
-        for entry_id, n in entries:
-            if n == 0:
-                self._release_ready.append(entry_id)
-            else:
-                self._outstanding[entry_id] = self._outstanding.get(entry_id, 0) + n
-        if self._release_ready:
-            self._release_wake.set()
-
-    def release(self, entry_ids: Sequence[int]) -> None:
-        self._release_ready.extend(entry_ids)
-        self._release_wake.set()
-
-    def _on_flushed(self, files: Sequence[StoredFile]) -> None:
-        if self.settings.eventkit_queue_mode == "pubsub":
-            return  # entries were released when published
-        # Rows name their entry (one entry holds many events): count per entry in C, then do
-        # the bookkeeping once per entry rather than once per event.
-        counts: Counter[Any] = Counter()
-        for f in files:
-            counts.update(f.source_ids)
-        outstanding = self._outstanding
-        ready = self._release_ready
-        for sid, n in counts.items():
-            if not isinstance(sid, int):
-                continue
-            left = outstanding.get(sid)
-            if left is None:
-                continue
-            if left <= n:
-                del outstanding[sid]
-                ready.append(sid)
-            else:
-                outstanding[sid] = left - n
-        if ready:
-            self._release_wake.set()
-
-    async def _release_loop(self) -> None:
-        while True:
-            if not self._release_ready:
-                if self._stopping and not self.started and self._sink_stopped():
-                    return
-                self._release_wake.clear()
-                await self._release_wake.wait()
-                continue
-            ids, self._release_ready = self._release_ready, []
-            try:
-                await self.ring.mark_published(ids)
-            except Exception:
-                log.exception("mark_published failed for %d entries; retrying", len(ids))
-                self._release_ready[:0] = ids
-                await asyncio.sleep(0.5)
-
-    def _sink_stopped(self) -> bool:
-        return self._publisher is None or self._publisher.done()
+                self.tracker.forget(entry_id for entry_id, _n in entries)
 
     # -- health ------------------------------------------------------------------------------
 
     def health(self) -> dict[str, bool]:
-        ring_ok = self.started and self.ring is not None and bool(self.ring.is_open)
+        ring_ok = self.started and self.ring is not None and self.ring.is_open
         status: dict[str, bool] = {"ring_buffer": ring_ok}
-        if self.loader is not None:
-            try:
-                status["storage"] = bool(self.loader.health_check())
-            except Exception:
-                log.exception("storage health check failed")
-                status["storage"] = False
-        if self._sink is not None:
-            status.update(self._sink.health())
+        try:
+            status["storage"] = bool(self.loader.health_check())
+        except Exception:
+            log.exception("storage health check failed")
+            status["storage"] = False
+        status.update(self.sink.health())
         return status
 
     def ready(self) -> bool:
         return self.started and all(self.health().values())
 
-    def pending(self) -> int:
-        return len(self._pending)
-
     def outstanding_entries(self) -> int:
-        return len(self._outstanding)
-
-    # -- workers -----------------------------------------------------------------------------
-
-    def adapt_batch(self, batch: list[RawEvent]) -> list[TypedEvent | DeadLetter]:
-        """Adapter + rules over one queue batch: typed events, and dead letters for the rest."""
-        results = self.adapter.adapt_many(batch)
-        # The common case (every event valid) stays in comprehensions; dead letters are rare.
-        out: list[TypedEvent | DeadLetter] = [
-            r.event if r.error is None and r.event is not None else _BAD for r in results
-        ]
-        failed: Counter[str] = Counter()
-        if _BAD in out:
-            for i, (raw, res) in enumerate(zip(batch, results, strict=True)):
-                if out[i] is _BAD:
-                    assert res.error is not None
-                    out[i] = DeadLetter.from_raw(raw, res.error)
-                    failed[res.error.code] += 1
-        if self.metrics is not None:
-            ok: Counter[str] = Counter([e.type for e in out if isinstance(e, TypedEvent)])
-            self.metrics.processed(ok)
-            self.metrics.failed(failed)
-        return out
+        return self.tracker.outstanding_entries()
 
 
-class AsyncSink:
-    """In-process queue; workers adapt and submit to the loader."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        from eventkit_queues import AsyncQueue
-
-        s = pipeline.settings
-        self.p = pipeline
-        self.queue = AsyncQueue(
-            self._handle,
-            partitions=s.eventkit_partitions,
-            max_depth=s.eventkit_queue_max_depth,
-            max_batch=s.eventkit_queue_max_batch,
-        )
-
-    async def start(self) -> None:
-        await self.queue.start()
-
-    async def stop(self) -> None:
-        await self.queue.stop(drain=True)
-
-    async def deliver(self, events: list[RawEvent], entries: list[tuple[int, int]]) -> None:
-        self.p.track(entries)
-        await self.queue.put_many(events)
-
-    async def _handle(self, partition: int, batch: list[RawEvent]) -> None:
-        items = self.p.adapt_batch(batch)
-        await self.p.loader.submit(items)
-
-    def health(self) -> dict[str, bool]:
-        return {"queue": True}
+def _decode_or_none(entry: RingEntry) -> Envelope | None:
+    try:
+        return decode_envelope(bytes(entry.payload))
+    except Exception:
+        log.exception("ring entry %s is not an envelope; releasing it", entry.id)
+        return None
 
 
-class PubSubSink:
-    """Pub/Sub: publish, release entries once published; the archive coordinator stores."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.p = pipeline
-        self.queue: Any = None
-        self.manager: Any = None
-
-    async def start(self) -> None:
-        from eventkit_queues import (
-            EventCoordinatorManager,
-            EventSubscriptionCoordinator,
-            PubSubQueue,
-            ensure_subscription,
-            ensure_topic,
-        )
-
-        s = self.p.settings
-        project = s.gcp_project_id
-        assert project is not None
-        if s.eventkit_pubsub_create:
-            await asyncio.to_thread(ensure_topic, project, s.eventkit_pubsub_topic)
-            # The archive path writes files and needs no delivery order; an ordered
-            # subscription would hand over one unacked message per user at a time, and
-            # EventLoader.add acks only after the flush: about one event per user per flush.
-            await asyncio.to_thread(
-                ensure_subscription,
-                project,
-                s.eventkit_pubsub_topic,
-                s.eventkit_pubsub_subscription,
-                enable_message_ordering=False,
-            )
-        self.queue = PubSubQueue(project, s.eventkit_pubsub_topic)
-        await self.queue.start()
-        archive = EventSubscriptionCoordinator(
-            project_id=project,
-            subscription=s.eventkit_pubsub_subscription,
-            handler=self.p.loader.add,
-            # Messages stay leased until their file is written: allow two flushes' worth in
-            # flight, or the count limit could never be reached and every flush would wait
-            # for the age limit.
-            max_messages=2 * s.eventkit_flush_max_events,
-            max_bytes=2 * s.eventkit_flush_max_bytes,
-        )
-        self.manager = EventCoordinatorManager([archive])
-        await self.manager.start_all()
-
-    async def stop(self) -> None:
-        if self.queue is not None:
-            await self.queue.stop()
-        if self.manager is not None:
-            # Handlers (EventLoader.add) return once their batch is written: flush now rather
-            # than waiting for the age limit, so the coordinators can ack and stop.
-            await asyncio.gather(self.manager.stop_all(), self.p.loader.flush())
-
-    async def deliver(self, events: list[RawEvent], entries: list[tuple[int, int]]) -> None:
-        from eventkit_queues import PublishError
-
-        todo: Sequence[RawEvent] = events
-        delay = 0.2
-        while todo:
-            try:
-                await self.queue.put_many(todo)
-                todo = ()
-            except PublishError as exc:
-                log.warning(
-                    "Pub/Sub publish failed for %d of %d events; retrying in %.1f s",
-                    len(exc.failed),
-                    len(todo),
-                    delay,
-                )
-                todo = list(exc.failed)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        self.p.release([entry_id for entry_id, _n in entries])
-
-    def health(self) -> dict[str, bool]:
-        if self.manager is None:
-            return {"pubsub": False}
-        try:
-            return {"pubsub": all(self.manager.health().values())}
-        except Exception:
-            log.exception("Pub/Sub health check failed")
-            return {"pubsub": False}
-
-
-class _CountingAdapter:
-    """The pipeline's adapter, counting processed / failed events (Pub/Sub mode)."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.p = pipeline
-
-    def adapt(self, raw: RawEvent) -> AdaptResult:
-        result = self.p.adapter.adapt(raw)
-        metrics = self.p.metrics
-        if metrics is not None:
-            if result.event is not None and result.error is None:
-                metrics.processed({result.event.type: 1})
-            elif result.error is not None:
-                metrics.failed({result.error.code: 1})
-        return result
+async def _move_unpublished(source: DurableLog, target: DurableLog) -> int:
+    """Copy ``source``'s unreleased entries into ``target``, releasing them in ``source``."""
+    await source.open()
+    moved = 0
+    try:
+        while entries := await source.read_unpublished(after_id=0, limit=_RECOVERY_PAGE):
+            await target.append_many([e.payload for e in entries])
+            await source.mark_published([e.id for e in entries])
+            moved += len(entries)
+    finally:
+        await source.close()
+    return moved

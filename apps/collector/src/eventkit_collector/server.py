@@ -104,63 +104,80 @@ def _worker_main(settings: Settings, shard: int) -> None:
 def serve(settings: Settings) -> int:
     """Serve with ``settings.eventkit_workers`` processes; returns the exit code."""
     configure_logging(settings.eventkit_log_level)
-    n = settings.eventkit_workers
-    if n == 1:
+    if settings.eventkit_workers == 1:
         serve_one(settings)
         return 0
     if settings.eventkit_port == 0:
         log.error("--workers > 1 needs a fixed --port (the workers share it)")
         return 2
-    ctx = multiprocessing.get_context("spawn")
-    procs: dict[int, multiprocessing.process.BaseProcess] = {}
-    stopping = False
+    return Supervisor(settings).run()
 
-    def start(shard: int) -> None:
-        p = ctx.Process(
-            target=_worker_main, args=(settings, shard), name=f"eventkit-worker-{shard}"
+
+class Supervisor:
+    """The parent of ``--workers N``: starts, restarts and stops the worker processes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ctx = multiprocessing.get_context("spawn")
+        self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
+        self.stopping = False
+        self._failures: dict[int, float] = {}
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+        for shard in range(self.settings.eventkit_workers):
+            self.start(shard)
+        log.info(
+            "supervising %d workers on port %d",
+            self.settings.eventkit_workers,
+            self.settings.eventkit_port,
+        )
+        while not self.stopping:
+            time.sleep(0.5)
+            self._restart_dead()
+        return self._join()
+
+    def start(self, shard: int) -> None:
+        p = self._ctx.Process(
+            target=_worker_main, args=(self.settings, shard), name=f"eventkit-worker-{shard}"
         )
         p.start()
-        procs[shard] = p
+        self.procs[shard] = p
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for p in procs.values():
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        for p in self.procs.values():
             if p.pid is not None and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    for shard in range(n):
-        start(shard)
-    log.info("supervising %d workers on port %d", n, settings.eventkit_port)
-    failures: dict[int, float] = {}
-    while not stopping:
-        time.sleep(0.5)
-        for shard, p in list(procs.items()):
-            if stopping or p.is_alive():
+    def _restart_dead(self) -> None:
+        for shard, p in list(self.procs.items()):
+            if self.stopping or p.is_alive():
                 continue
             code = p.exitcode
             if code == 3:
                 log.error("worker %d failed to start; stopping", shard)
-                on_signal(signal.SIGTERM, None)
-                break
-            last = failures.get(shard, 0.0)
-            failures[shard] = time.monotonic()
+                self.on_signal(signal.SIGTERM, None)
+                return
+            last = self._failures.get(shard, 0.0)
+            self._failures[shard] = time.monotonic()
             if time.monotonic() - last < 2.0:
-                time.sleep(2.0)
+                time.sleep(2.0)  # a worker dying at once again must not spin the machine
             log.warning("worker %d exited with %s; restarting it", shard, code)
-            start(shard)
-    deadline = time.monotonic() + settings.eventkit_shutdown_timeout + 30
-    exit_code = 0
-    for p in procs.values():
-        p.join(max(0.1, deadline - time.monotonic()))
-        if p.is_alive():
-            log.error("worker %s did not stop in time; killing it", p.name)
-            p.kill()
-            p.join()
-            exit_code = 1
-        elif p.exitcode not in (0, None, -signal.SIGTERM):
-            # (-SIGTERM: stopped while still starting, before it could accept anything)
-            exit_code = exit_code or 1
-    return exit_code
+            self.start(shard)
+
+    def _join(self) -> int:
+        deadline = time.monotonic() + self.settings.eventkit_shutdown_timeout + 30
+        exit_code = 0
+        for p in self.procs.values():
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                log.error("worker %s did not stop in time; killing it", p.name)
+                p.kill()
+                p.join()
+                exit_code = 1
+            elif p.exitcode not in (0, None, -signal.SIGTERM):
+                # (-SIGTERM: stopped while still starting, before it could accept anything)
+                exit_code = exit_code or 1
+        return exit_code

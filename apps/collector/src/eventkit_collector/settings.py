@@ -1,8 +1,8 @@
 """Every setting of the collector, read from the environment here and nowhere else.
 
-Names follow the contracts: the seed's ``GCP_*`` and ``EVENTKIT_*`` names where it has them, every
-other one ``EVENTKIT_*``. Command-line options win over the environment (the CLI passes them as
-keyword arguments, which pydantic-settings ranks above environment variables).
+Names follow the contracts: the original service's ``GCP_*`` and ``EVENTKIT_*`` names where it has
+them, every other one ``EVENTKIT_*``. Command-line options win over the environment (the CLI
+passes them as keyword arguments, which pydantic-settings ranks above environment variables).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from eventkit_core import DEFAULT_TYPE_STREAMS, validate_stream
+from eventkit_core import DEFAULT_TYPE_STREAMS, ConfigurationError, validate_stream
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         case_sensitive=False, extra="ignore", env_file=None, validate_default=True
     )
 
-    # --- Google Cloud (the seed's names) -------------------------------------------------
+    # --- Google Cloud (the original service's names) -------------------------------------
     gcp_project_id: str | None = None
     gcp_gcs_bucket: str | None = None
     gcp_bigquery_dataset: str | None = None
@@ -130,9 +130,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _backends(self) -> Settings:
         if self.eventkit_event_store == "gcs" and not self.gcp_gcs_bucket:
-            raise ValueError("EVENTKIT_EVENT_STORE=gcs needs GCP_GCS_BUCKET (the bucket name)")
+            raise ConfigurationError(
+                "EVENTKIT_EVENT_STORE=gcs needs GCP_GCS_BUCKET (the bucket name)"
+            )
         if self.eventkit_queue_mode == "pubsub" and not self.gcp_project_id:
-            raise ValueError("EVENTKIT_QUEUE_MODE=pubsub needs GCP_PROJECT_ID")
+            raise ConfigurationError("EVENTKIT_QUEUE_MODE=pubsub needs GCP_PROJECT_ID")
         return self
 
     @property

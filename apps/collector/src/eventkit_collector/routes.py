@@ -1,0 +1,125 @@
+"""The ingest endpoints, listed once: both the Litestar app and the raw-ASGI front are built here.
+
+A :class:`Route` says how an endpoint's body is read (:class:`~eventkit_collector.edge.Kind`),
+which adapter its events go to (``source``) and which stream they land in. ``/collect/{stream}``
+takes its stream from the path (:data:`COLLECT_STREAM`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from eventkit_core import DEFAULT_STREAM, validate_stream
+from eventkit_core.errors import InvalidStreamError
+from litestar.config.cors import CORSConfig
+
+from eventkit_collector.edge import EdgeError, Kind
+
+SEGMENT_CALLS: Final = ("identify", "track", "page", "screen", "group", "alias")
+#: Segment's browser library posts to one-letter paths.
+SHORT_PATHS: Final = {call[0]: call for call in SEGMENT_CALLS}
+#: The one ingest path with a parameter: its last segment is the stream.
+COLLECT_STREAM: Final = "/collect/{stream}"
+COLLECT_PREFIX: Final = "/collect/"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One ingest endpoint (several paths may serve it)."""
+
+    #: Paths served; ``COLLECT_STREAM`` is the one template.
+    paths: tuple[str, ...]
+    #: The metric label (bounded: the canonical path or the template).
+    label: str
+    kind: Kind
+    #: Which adapter reads the events: ``collect``, ``batch`` or a Segment call.
+    source: str
+    #: Stream of every event; ``None`` on ``/v1/batch`` (each item goes by its type) and on
+    #: ``/collect/{stream}`` (from the path).
+    stream: str | None
+    summary: str
+
+    @property
+    def stream_from_path(self) -> bool:
+        return self.label == COLLECT_STREAM
+
+
+def ingest_routes(type_streams: Mapping[str, str]) -> list[Route]:
+    """Every ingest endpoint, in the order the OpenAPI document lists them."""
+    routes = [
+        Route(
+            ("/collect",),
+            "/collect",
+            Kind.COLLECT,
+            "collect",
+            DEFAULT_STREAM,
+            f"Any JSON to stream '{DEFAULT_STREAM}'",
+        ),
+        Route(
+            (COLLECT_STREAM,),
+            COLLECT_STREAM,
+            Kind.COLLECT,
+            "collect",
+            None,
+            "Any JSON (one value or an array) to the named stream",
+        ),
+    ]
+    for call in SEGMENT_CALLS:
+        stream = type_streams.get(call, DEFAULT_STREAM)
+        routes.append(
+            Route(
+                (f"/v1/{call}", f"/v1/{call[0]}"),
+                f"/v1/{call}",
+                Kind.SINGLE,
+                call,
+                stream,
+                f"Segment {call} (stream '{stream}')",
+            )
+        )
+    routes.append(
+        Route(
+            ("/v1/batch", "/v1/b", "/beacon/v1/batch"),
+            "/v1/batch",
+            Kind.BATCH,
+            "batch",
+            None,
+            "Segment batch: items routed by their own type",
+        )
+    )
+    return routes
+
+
+def exact_paths(routes: list[Route]) -> dict[str, Route]:
+    """Every fixed path -> its route (the front's lookup table)."""
+    return {path: r for r in routes if not r.stream_from_path for path in r.paths}
+
+
+def path_stream(name: str) -> str:
+    """The stream named by a ``/collect/{stream}`` path; the ``invalid_stream`` answer if bad."""
+    try:
+        return validate_stream(name)
+    except InvalidStreamError as exc:
+        raise EdgeError(400, "invalid_stream", str(exc)) from None
+
+
+def cors_config(origins: list[str]) -> CORSConfig | None:
+    """CORS for both fronts (Litestar answers preflights; the front adds the same headers)."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=86400,
+    )
+
+
+DESCRIPTION: Final = (
+    "Body: JSON (application/json, text/plain, or application/x-www-form-urlencoded carrying "
+    'JSON), optionally Content-Encoding gzip/deflate. Answers 200 {"success": true} once the '
+    "request is durable; 400 invalid_json / invalid_stream; 401 unauthorized; 413 "
+    "payload_too_large; 503 overloaded with Retry-After. JSON that fails validation is accepted "
+    "and dead-lettered."
+)
