@@ -527,3 +527,48 @@ async def test_many_keys_per_request_keep_per_key_order(topology: Topology) -> N
         await coordinator.stop()
         await queue.stop()
     assert seqs_in_order(first_sightings(received.events))
+
+
+async def test_a_handler_that_keeps_failing_turns_the_coordinator_unhealthy(
+    topology: Topology,
+) -> None:
+    broken = True
+    done: list[RawEvent] = []
+
+    async def store(ev: RawEvent) -> None:  # a store that is down, then back
+        if broken:
+            raise OSError("store unreachable")
+        done.append(ev)
+
+    coordinator = EventSubscriptionCoordinator(
+        topology.project, topology.subscription, store, unhealthy_after=0.5
+    )
+    manager = EventCoordinatorManager([coordinator])
+    queue = PubSubQueue(topology.project, topology.topic)
+    await queue.start()
+    await manager.start_all()
+    try:
+        await queue.put_many([event("u1", 0)])
+        await wait_for(lambda: coordinator.failed >= 1, 30, "a failure")
+        # Redelivered and failing on for unhealthy_after (0.5 s): unhealthy.
+        await wait_for(lambda: not coordinator.is_healthy(), 60, "unhealthy")
+        health = coordinator.health()
+        assert health["healthy"] is False
+        assert health["running"] is True  # the stream still pulls: only health tells
+        assert "handler failed: OSError: store unreachable" in health["last_error"]
+        assert manager.health() == {coordinator.name: False}
+        broken = False
+        await wait_for(lambda: bool(done), 60, "the redelivered event stored")
+        assert coordinator.is_healthy()  # the success made it healthy again
+        assert manager.health() == {coordinator.name: True}
+    finally:
+        await manager.stop_all()
+        await queue.stop()
+    assert payload_of(done[0])["seq"] == 0
+
+
+def test_unhealthy_after_must_be_positive(topology: Topology) -> None:
+    with pytest.raises(ValueError, match="unhealthy_after"):
+        EventSubscriptionCoordinator(
+            topology.project, topology.subscription, Received(), unhealthy_after=0
+        )
