@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.emulators import (
     BigQueryEmulator,
@@ -29,6 +30,14 @@ from tests.emulators import (
     run_pubsub,
     short_retry,
 )
+
+# Hypothesis' default 200 ms deadline per example measures the machine, not the code: one CPU
+# stall on a busy CI runner gives "Unreliable test timings" or DeadlineExceeded. No deadline and
+# no too_slow health check for every property test; @settings on a test still override the rest.
+settings.register_profile(
+    "eventkit", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("eventkit")
 
 
 @contextlib.contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -189,9 +188,13 @@ def test_all_three_emulators_run_together(
     gcs_emulator: GcsEmulator, pubsub_emulator: PubSubEmulator, bigquery_emulator: BigQueryEmulator
 ) -> None:
     """All three can be up at once, each answering its client."""
-    started = time.monotonic()
-    assert list(gcs_emulator.client().list_buckets()) is not None
-    assert bigquery_emulator.client().get_dataset("local", retry=short_retry()) is not None
+    bucket = gcs_emulator.create_bucket()
+    assert bucket in {b.name for b in gcs_emulator.client().list_buckets()}
+    with contextlib.closing(bigquery_emulator.client()) as bq:
+        assert bq.get_dataset("local", retry=short_retry()).dataset_id == "local"
     publisher = pubsub_emulator.publisher()
-    list(publisher.list_topics(request={"project": f"projects/{pubsub_emulator.project}"}))
-    assert time.monotonic() - started < 30
+    topic = pubsub_emulator.topic_path(pubsub_emulator.new_name("smoke"))
+    publisher.create_topic(name=topic)
+    listed = publisher.list_topics(request={"project": f"projects/{pubsub_emulator.project}"})
+    assert topic in {t.name for t in listed}
+    publisher.stop()

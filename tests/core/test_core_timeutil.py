@@ -80,18 +80,51 @@ def test_skew_rule_cases() -> None:
     assert corrected_timestamp(received, None, None) == received
 
 
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("received", "sent", "original", "expected"),
+    [
+        # device clock 1 day ahead, event 90 s before sending: 90 s before receipt
+        (_utc(2024, 3, 1), _utc(2024, 3, 2, 0, 1, 30), _utc(2024, 3, 2), _utc(2024, 2, 29, 23, 58, 30)),
+        # device clock right, sent at once: the receipt time
+        (_utc(2024, 3, 1), _utc(2024, 3, 1), _utc(2024, 3, 1), _utc(2024, 3, 1)),
+        # a queued offline event sent 2 days later by a clock 10 years behind
+        (_utc(2024, 6, 15, 8), _utc(2014, 6, 17, 8), _utc(2014, 6, 15, 8), _utc(2024, 6, 13, 8)),
+        # originalTimestamp after sentAt (a clock that jumped): the event lands after receipt
+        (_utc(2024, 1, 1), _utc(2024, 1, 1), _utc(2024, 1, 1, 0, 0, 5), _utc(2024, 1, 1, 0, 0, 5)),
+        # the result would pass datetime.max / datetime.min: the original time is kept
+        (_utc(9999, 12, 1), _utc(2000, 1, 1), _utc(2020, 1, 1), _utc(2020, 1, 1)),
+        (_utc(1, 2, 1), _utc(2020, 1, 1), _utc(2000, 1, 1), _utc(2000, 1, 1)),
+    ],
+)  # fmt: skip
+def test_skew_rule_examples(
+    received: datetime, sent: datetime, original: datetime, expected: datetime
+) -> None:
+    assert corrected_timestamp(received, sent, original) == expected
+
+
 @given(
     received=st.datetimes(timezones=st.just(UTC)),
     sent=st.datetimes(timezones=st.just(UTC)),
     original=st.datetimes(timezones=st.just(UTC)),
 )
-def test_skew_rule_property(received: datetime, sent: datetime, original: datetime) -> None:
+def test_skew_rule_keeps_the_delay_before_sending(
+    received: datetime, sent: datetime, original: datetime
+) -> None:
+    """What the rule means: the event happened as long before its receipt as the device says
+    it happened before sending (the clock offset cancels); past the datetime range, the
+    original time is kept. Never raises."""
     result = corrected_timestamp(received, sent, original)
-    try:
-        expected = received - (sent - original)
-    except OverflowError:
-        expected = original
-    assert result == expected
+    assert result.tzinfo is not None
+    if received - result != sent - original:
+        # kept the original, and only because the corrected time was out of range
+        assert result == original
+        assert (received - datetime.min.replace(tzinfo=UTC)) < (sent - original) or (
+            datetime.max.replace(tzinfo=UTC) - received
+        ) < (original - sent)
 
 
 def test_skew_rule_is_offset_invariant() -> None:

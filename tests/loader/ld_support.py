@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -104,17 +105,34 @@ def query_json(data_dir: Path, sql: str, env: dict[str, str] | None = None) -> l
 
 
 class LoaderProcess:
-    """A loader started with Popen; a thread collects its stderr lines."""
+    """A loader started with Popen; a thread collects its stderr lines.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    ``pause_after``: once a stderr line matches, the thread stops reading (until
+    :meth:`resume`), and the pipe is shrunk to one page, so the loader blocks on its next few
+    log lines. A test can then act "mid-pass" however slowly it gets the CPU: the loader
+    cannot finish the pass behind its back. The thread reads unbuffered (a byte at a time)
+    so it never holds more of the loader's output than it has processed.
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        pause_after: Callable[[str], bool] | None = None,
+    ) -> None:
         self.proc = subprocess.Popen(
             loader_argv(*args),
             env=env or loader_env(),
             cwd=scratch_dir(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            bufsize=0,
         )
+        if pause_after is not None:
+            assert self.proc.stderr is not None
+            fcntl.fcntl(self.proc.stderr.fileno(), fcntl.F_SETPIPE_SZ, 4096)
+        self._pause_after = pause_after
+        self._resumed = threading.Event()
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -122,12 +140,20 @@ class LoaderProcess:
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+        for raw in iter(self.proc.stderr.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
             with self._changed:
-                self.lines.append(line.rstrip("\n"))
+                self.lines.append(line)
                 self._changed.notify_all()
+            if self._pause_after is not None and self._pause_after(line):
+                self._pause_after = None
+                self._resumed.wait()
         with self._changed:
             self._changed.notify_all()
+
+    def resume(self) -> None:
+        """Read the loader's stderr again (after ``pause_after``)."""
+        self._resumed.set()
 
     def wait_for_line(self, match: Callable[[str], bool], within: float = 60) -> str:
         """Wait until a stderr line matches (fails on timeout or when the process ends)."""
@@ -164,6 +190,7 @@ class LoaderProcess:
             return "\n".join(self.lines)
 
     def kill(self) -> None:
+        self.resume()
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
@@ -174,9 +201,13 @@ class LoaderProcess:
 
 
 @contextlib.contextmanager
-def loader_process(*args: str, env: dict[str, str] | None = None) -> Iterator[LoaderProcess]:
+def loader_process(
+    *args: str,
+    env: dict[str, str] | None = None,
+    pause_after: Callable[[str], bool] | None = None,
+) -> Iterator[LoaderProcess]:
     """A loader process that is always killed and reaped at the end."""
-    process = LoaderProcess(*args, env=env)
+    process = LoaderProcess(*args, env=env, pause_after=pause_after)
     try:
         yield process
     finally:

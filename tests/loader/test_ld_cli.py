@@ -23,8 +23,9 @@ def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[s
 
 
 def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         main(["--help"])
+    assert exc.value.code == 0
     out = capsys.readouterr().out
     for command in COMMANDS:
         assert command in out

@@ -10,7 +10,6 @@ import asyncio
 import json
 import signal
 import socket
-import threading
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -157,7 +156,16 @@ def test_sigkill_mid_pass_then_restart_loads_each_file_once(tmp_path: Path) -> N
     events = track_events(2000)
     _store(data, in_files(events, 10))  # 200 files
     for _round in range(2):
-        with loader_process("once", "--data-dir", str(data), "--batch-files", "5") as loader:
+        # Paused after "batch 2:", the loader blocks on its next log lines: the kill lands
+        # mid-pass however late this process gets the CPU to send it.
+        with loader_process(
+            "once",
+            "--data-dir",
+            str(data),
+            "--batch-files",
+            "1",
+            pause_after=lambda line: "batch 2:" in line,
+        ) as loader:
             loader.wait_for_line(lambda line: "batch 2:" in line)
             loader.signal(signal.SIGKILL)
             assert loader.wait() == -signal.SIGKILL
@@ -174,10 +182,13 @@ def test_sigterm_finishes_the_batch_in_flight_and_stops(tmp_path: Path) -> None:
     data = tmp_path / "d"
     events = track_events(1500)
     _store(data, in_files(events, 10))  # 150 files
-    args = ("run", "--data-dir", str(data), "--batch-files", "5", "--metrics-port", "0")
-    with loader_process(*args) as loader:
+    args = ("run", "--data-dir", str(data), "--batch-files", "1", "--metrics-port", "0")
+    # Paused after "batch 1:", the loader blocks on a log line a few batches on: SIGTERM
+    # arrives mid-pass however late this process gets the CPU to send it.
+    with loader_process(*args, pause_after=lambda line: "batch 1:" in line) as loader:
         loader.wait_for_line(lambda line: "batch 1:" in line)
         loader.signal(signal.SIGTERM)
+        loader.resume()
         assert loader.wait(timeout=60) == 0
         log = loader.all_stderr()
     assert "finishing the current batch" in log
@@ -262,11 +273,17 @@ def test_query_waits_for_a_pass_holding_the_file(tmp_path: Path) -> None:
         assert impatient.returncode == 1
         assert impatient.stdout == ""
         assert "locked" in impatient.stderr
-        # Released while the next query (up to 10 s of patience) is starting or waiting.
-        release = threading.Timer(2.0, writer.close)
-        release.start()
-        rows = query_json(data, "select count(*) as n from events")
-        release.join()
+        # Released only once the next query (up to 10 s of patience) says it found the file
+        # locked: it really waited, however slowly the process started.
+        with loader_process(
+            "query", "--data-dir", str(data), "--json", "select count(*) as n from events"
+        ) as patient:
+            patient.wait_for_line(lambda line: "is locked" in line)
+            assert patient.proc.poll() is None
+            writer.close()
+            assert patient.wait() == 0
+            assert patient.proc.stdout is not None
+            rows = json.loads(patient.proc.stdout.read().decode())
     finally:
         writer.close()
     assert rows == [{"n": 2}]

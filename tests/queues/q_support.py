@@ -41,6 +41,23 @@ def seqs_in_order(events: Iterable[RawEvent]) -> bool:
     return True
 
 
+def first_sightings(events: Iterable[RawEvent]) -> list[RawEvent]:
+    """``events`` without redeliveries: the first sighting of each (producer, seq).
+
+    Pub/Sub may redeliver (at-least-once), and a redelivery repeats a suffix of a key's
+    messages: order is a property of first sightings, which :func:`seqs_in_order` then checks.
+    """
+    seen: set[tuple[Any, Any]] = set()
+    out: list[RawEvent] = []
+    for ev in events:
+        payload = payload_of(ev)
+        ident = (payload["producer"], payload["seq"])
+        if ident not in seen:
+            seen.add(ident)
+            out.append(ev)
+    return out
+
+
 def payload_of(ev: RawEvent) -> dict[str, Any]:
     payload = ev.payload
     if isinstance(payload, msgspec.Raw):

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from eventkit_ring_buffer import Entry, RingBuffer
 
 CHILD = Path(__file__).with_name("rb_child.py")
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 30.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail after ``within`` seconds (a deadline, never a
+    count of tries: on a busy machine the writer thread may get no CPU for a while).
+    """
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what or condition}")
+        await asyncio.sleep(0.005)
 
 
 async def read_all(rb: RingBuffer) -> list[Entry]:

@@ -10,6 +10,8 @@ import pytest
 from eventkit_core import BackpressureError
 from eventkit_ring_buffer import EntryTooLargeError, RingBuffer, RingBufferFullError
 
+from tests.ring_buffer._rb_helpers import wait_until
+
 
 def raises_without_suspending(coro: object) -> BaseException:
     """Run a coroutine's first step: it must raise at once, before any await suspends it."""
@@ -115,8 +117,5 @@ async def test_a_full_buffer_learns_of_releases_by_another_process(tmp_path: Pat
         with pytest.raises(RingBufferFullError):
             await two.append(b"c")  # refused at once, from memory
         await one.mark_published(ids)
-        for _ in range(500):
-            if two._unpublished == 0:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: two._unpublished == 0, what="two's periodic refresh")
         assert await two.append(b"c") == ids[1] + 1

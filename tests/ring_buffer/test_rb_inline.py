@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from eventkit_ring_buffer import RingBuffer, RingBufferFullError
 
-from tests.ring_buffer._rb_helpers import integrity, parse_lines, read_all, start_child
+from tests.ring_buffer._rb_helpers import (
+    integrity,
+    parse_lines,
+    read_all,
+    start_child,
+    wait_until,
+)
 from tests.ring_buffer.rb_child import payload
 
 
@@ -54,9 +60,12 @@ async def test_a_held_write_lock_sends_the_append_to_the_writer(tmp_path: Path) 
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process: the loop must not wait for it
         task = asyncio.ensure_future(rb.append(b"b"))
+        # Waiting in the writer thread (the loop went on): poll for it, then hold the lock a
+        # little longer to see that the append really waits for it.
+        await wait_until(lambda: rb._queued == 1, what="the append to reach the writer")
         await asyncio.sleep(0.05)
         assert not task.done()
-        assert rb._queued == 1  # waiting in the writer thread
+        assert rb._queued == 1
         other.execute("COMMIT")
         other.close()
         assert await task == 2

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,18 +75,32 @@ def hold(
 
 
 def test_query_waits_for_a_running_pass_then_succeeds(
-    loaded: DuckDBWarehouseLoader, holder_factory: list[subprocess.Popen[str]]
+    loaded: DuckDBWarehouseLoader,
+    holder_factory: list[subprocess.Popen[str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     reader = DuckDBWarehouseLoader(loaded.database, lock_timeout=60)
-    holder = hold(loaded.database, 1.0, holder_factory)
-    started = time.monotonic()
-
-    names, rows = reader.query("SELECT message_id FROM events ORDER BY message_id")
-
-    waited = time.monotonic() - started
-    assert (names, rows) == (["message_id"], [("m1",), ("m2",)])
-    assert holder.wait(timeout=30) == 0  # the pass ended normally: the reader waited for it
-    assert waited > 0.2
+    holder = hold(loaded.database, -1, holder_factory)  # until we close its stdin
+    caplog.set_level(logging.INFO, logger="eventkit_storage.duckdb")
+    result: list[object] = []
+    query = threading.Thread(
+        target=lambda: result.append(
+            reader.query("SELECT message_id FROM events ORDER BY message_id")
+        )
+    )
+    query.start()
+    # Release only once the reader has found the file locked: it really waited for the pass,
+    # however slowly either side got going.
+    deadline = time.monotonic() + 30
+    while not any("is locked" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "the reader never found the file locked"
+        assert not result, "the query ran while a pass held the file"
+        time.sleep(0.01)
+    assert holder.stdin is not None
+    holder.stdin.close()
+    assert holder.wait(timeout=30) == 0  # the pass ended normally
+    query.join(timeout=60)
+    assert result == [(["message_id"], [("m1",), ("m2",)])]
 
 
 def test_query_fails_clearly_when_the_pass_outlasts_the_timeout(

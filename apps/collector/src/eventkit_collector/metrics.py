@@ -114,8 +114,13 @@ class MetricsServer:
 class CollectorMetrics:
     """The collector's own instruments (the libraries create theirs through the same API)."""
 
-    def __init__(self, health: Callable[[], dict[str, bool]] | None = None) -> None:
-        meter = metrics.get_meter(METER_NAME, __version__)
+    def __init__(
+        self,
+        health: Callable[[], dict[str, bool]] | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        # meter_provider: default the global one (install_metrics); tests pass their own reader.
+        meter = metrics.get_meter(METER_NAME, __version__, meter_provider=meter_provider)
         self._start = time.monotonic()
         self._health: Callable[[], dict[str, bool]] = health or dict
         # Hot-path counts are kept in plain ints and read by the exporter at scrape time.

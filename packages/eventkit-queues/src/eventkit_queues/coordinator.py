@@ -58,6 +58,10 @@ class EventSubscriptionCoordinator:
         max_lease_extension: seconds (10-600) each lease of a delivered message lasts before
             the client extends it; 0 = the client's default (60 s, then adaptive). It bounds how
             long messages held by a coordinator that went away stay invisible.
+        unhealthy_after: seconds the handler may keep failing, with no success in between,
+            before :meth:`is_healthy` says False (a store that is down, a handler that always
+            raises): the stream still pulls, so only health tells an operator. The next
+            success makes it healthy again.
         meter_provider: OpenTelemetry meter provider; default the global one.
     """
 
@@ -73,8 +77,14 @@ class EventSubscriptionCoordinator:
         subscriber: Any = None,
         on_poison: PoisonHandler | None = None,
         max_lease_extension: int = 0,
+        unhealthy_after: float = 30.0,
         meter_provider: MeterProvider | None = None,
     ) -> None:
+        if unhealthy_after <= 0:
+            raise ValueError(f"unhealthy_after must be > 0 seconds, not {unhealthy_after}")
+        self._unhealthy_after = unhealthy_after
+        # monotonic time of the first handler failure since the last success (None: none)
+        self._failing_since: float | None = None
         self.subscription = subscription_path(project_id, subscription)
         self.name = name or self.subscription.rsplit("/", 1)[-1]
         self._handler = handler
@@ -234,10 +244,13 @@ class EventSubscriptionCoordinator:
             except Exception as exc:
                 message.nack()
                 self.failed += 1
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
                 self._note_failure("handler failed", exc)
                 return
             message.ack()
             self.processed += 1
+            self._failing_since = None
         finally:
             self._tasks.discard(task)
             with self._lock:
@@ -299,7 +312,11 @@ class EventSubscriptionCoordinator:
     # -- health --------------------------------------------------------------------------------
 
     def is_healthy(self) -> bool:
-        """Started, not stopped, and the streaming pull is still running."""
+        """Started, not stopped, the streaming pull still running, and the handler not failing
+        for ``unhealthy_after`` seconds without a success."""
+        failing = self._failing_since
+        if failing is not None and time.monotonic() - failing >= self._unhealthy_after:
+            return False
         return self._running and self._stream is not None and not self._stream.done()
 
     def health(self) -> dict[str, Any]:

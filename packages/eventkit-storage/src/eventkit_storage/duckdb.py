@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -37,6 +38,8 @@ from eventkit_storage.warehouse import (
 )
 
 __all__ = ["DuckDBWarehouseLoader", "local_path"]
+
+log = logging.getLogger("eventkit_storage.duckdb")
 
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.25
@@ -103,6 +106,13 @@ class DuckDBWarehouseLoader:
                         ) from exc
                     raise WarehouseError(f"cannot open {self.database}: {exc}") from exc
                 remaining = deadline - time.monotonic()
+                if delay == _POLL_FIRST and remaining > 0:
+                    # Once per wait: a command that seems to hang says what it is waiting for.
+                    log.info(
+                        "%s is locked by another connection (a load pass?): waiting up to %g s",
+                        self.database,
+                        self.lock_timeout,
+                    )
                 if remaining <= 0:
                     raise WarehouseError(
                         f"the DuckDB warehouse {self.database} stayed locked by another "
