@@ -28,8 +28,10 @@ from eventkit_core.errors import ConfigurationError, WarehouseError
 from eventkit_core.protocols import LoadReport
 from opentelemetry.metrics import MeterProvider
 
+from eventkit_storage.identity import IdentityConfig, PassStats, run_identity_pass
 from eventkit_storage.schema import EVENT_COLUMNS
 from eventkit_storage.warehouse import (
+    IDENTITY_FACTS_TABLE,
     LEDGER_TABLE,
     LoaderMetrics,
     check_table_name,
@@ -223,6 +225,30 @@ class DuckDBWarehouseLoader:
             f'INSERT INTO "{LEDGER_TABLE}" (uri, row_count, loaded_at) VALUES (?, ?, now())',
             [key, count],
         )
+
+    # ------------------------------------------------------------------------------ identities
+
+    async def resolve_identities(
+        self, config: IdentityConfig | None = None, *, chunk_events: int = 20_000
+    ) -> PassStats:
+        """The identity pass: resolve the events not processed yet (see
+        :mod:`eventkit_storage.identity`), each chunk of ``chunk_events`` in one transaction, so
+        a reader waits for one chunk at most and a killed pass loses at most its last chunk."""
+        return await asyncio.to_thread(self._resolve_sync, config, chunk_events)
+
+    def _resolve_sync(self, config: IdentityConfig | None, chunk_events: int) -> PassStats:
+        from eventkit_storage.identity_duckdb import DuckDBIdentityStore
+
+        with self._pass_lock, self._open() as con:
+            if not self._has_table(con, IDENTITY_FACTS_TABLE):
+                self._apply_ddl(con)
+            try:
+                return run_identity_pass(
+                    DuckDBIdentityStore(con, self.table), config, chunk_events=chunk_events
+                )
+            except duckdb.Error as exc:
+                self._metrics.error()
+                raise WarehouseError(f"identity pass failed on {self.database}: {exc}") from exc
 
     def loaded_files(self) -> set[str]:
         """The ``file://`` URIs of every loaded file: absolute, symlinks kept (as LocalEventStore
