@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple, Protocol
@@ -608,8 +608,10 @@ def run_identity_pass(
     *,
     chunk_events: int = 20_000,
     max_chunks: int | None = None,
+    on_chunk: Callable[[PassStats], None] | None = None,
 ) -> PassStats:
-    """Process every pending event, ``chunk_events`` at a time, each chunk written on its own."""
+    """Process every pending event, ``chunk_events`` at a time, each chunk written on its own
+    (``on_chunk`` is told after each write)."""
     config = config or IdentityConfig()
     stats = PassStats()
     while max_chunks is None or stats.chunks < max_chunks:
@@ -626,4 +628,6 @@ def run_identity_pass(
         stats.profiles += len(result.profiles)
         stats.rejections += len(result.rejections) + len(result.blocked)
         stats.components += len({r.profile_id for r in result.identities})
+        if on_chunk is not None:
+            on_chunk(stats)
     return stats

@@ -70,7 +70,7 @@ def _delete_where(table: str, condition: str) -> str:
 #: (sql, the relation it reads) in write order: facts last (the progress marker).
 WRITES: tuple[tuple[str, str], ...] = (
     (_delete_where("identity_edges", "{rel_msgs} AS m WHERE m.message_id = x.message_id"), "msgs"),
-    ("INSERT INTO {identity_edges} ({cols}) SELECT {cols} FROM {rel_edges}", "edges"),
+    ("INSERT INTO {identity_edges} ({cols}) SELECT {rcols} FROM {rel_edges} AS r", "edges"),
     (
         _delete_where(
             "identity_rejections",
@@ -78,7 +78,10 @@ WRITES: tuple[tuple[str, str], ...] = (
         ),
         "msgs",
     ),
-    ("INSERT INTO {identity_rejections} ({cols}) SELECT {cols} FROM {rel_blocked}", "blocked"),
+    (
+        "INSERT INTO {identity_rejections} ({cols}) SELECT {rcols} FROM {rel_blocked} AS r",
+        "blocked",
+    ),
     (
         _delete_where(
             "identity_rejections",
@@ -88,7 +91,7 @@ WRITES: tuple[tuple[str, str], ...] = (
         "ids",
     ),
     (
-        "INSERT INTO {identity_rejections} ({cols}) SELECT {cols} FROM {rel_rejections}",
+        "INSERT INTO {identity_rejections} ({cols}) SELECT {rcols} FROM {rel_rejections} AS r",
         "rejections",
     ),
     (
@@ -97,16 +100,16 @@ WRITES: tuple[tuple[str, str], ...] = (
         ),
         "merges",
     ),
-    ("INSERT INTO {profile_merges} ({cols}) SELECT {cols} FROM {rel_merges}", "merges"),
+    ("INSERT INTO {profile_merges} ({cols}) SELECT {rcols} FROM {rel_merges} AS r", "merges"),
     (
         _delete_where("identities", "{rel_ids} AS i WHERE i.t = x.id_type AND i.v = x.id_value"),
         "ids",
     ),
-    ("INSERT INTO {identities} ({cols}) SELECT {cols} FROM {rel_identities}", "identities"),
+    ("INSERT INTO {identities} ({cols}) SELECT {rcols} FROM {rel_identities} AS r", "identities"),
     (_delete_where("profiles", "{rel_pids} AS p WHERE p.profile_id = x.profile_id"), "pids"),
-    ("INSERT INTO {profiles} ({cols}) SELECT {cols} FROM {rel_profiles}", "profiles"),
+    ("INSERT INTO {profiles} ({cols}) SELECT {rcols} FROM {rel_profiles} AS r", "profiles"),
     (_delete_where("facts", "{rel_msgs} AS m WHERE m.message_id = x.message_id"), "msgs"),
-    ("INSERT INTO {facts} ({cols}) SELECT {cols} FROM {rel_facts}", "facts"),
+    ("INSERT INTO {facts} ({cols}) SELECT {rcols} FROM {rel_facts} AS r", "facts"),
 )
 
 #: relation name -> the table whose columns it has (insert relations).
@@ -219,7 +222,11 @@ class SqlIdentityStore:
             cols = ", ".join(
                 self._quote_column(c) for c in table_columns(_INSERT_TABLE.get(rel, "identities"))
             )
-            text = sql.replace("{cols}", cols) if rel in _INSERT_TABLE else sql
+            rcols = ", ".join(
+                "r." + self._quote_column(c)
+                for c in table_columns(_INSERT_TABLE.get(rel, "identities"))
+            )
+            text = sql.replace("{cols}", cols).replace("{rcols}", rcols)
             statements.append((self._format(text), {rel: (columns, rows)}))
         self._execute_all(statements)
 
