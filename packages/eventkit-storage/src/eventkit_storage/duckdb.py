@@ -83,6 +83,7 @@ class DuckDBWarehouseLoader:
         self.lock_timeout = lock_timeout
         self._metrics = LoaderMetrics("duckdb", meter_provider)
         self._pass_lock = threading.Lock()  # one pass at a time per loader
+        self._held: duckdb.DuckDBPyConnection | None = None
 
     # ---------------------------------------------------------------------------- connections
 
@@ -111,8 +112,33 @@ class DuckDBWarehouseLoader:
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, _POLL_MAX)
 
+    def hold(self) -> None:
+        """Keep the file open until :meth:`release`: passes share the connection and reads
+        (:meth:`query`) use cursors of it, so this process can serve reads between and during
+        passes (DuckDB lets one process write a file; another process then waits)."""
+        with self._pass_lock:
+            if self._held is None:
+                self.database.parent.mkdir(parents=True, exist_ok=True)
+                self._held = self._connect(read_only=False)
+
+    def release(self) -> None:
+        with self._pass_lock:
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+
     @contextlib.contextmanager
     def _open(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        held = self._held
+        if held is not None:
+            # a cursor is a connection of its own to the same database, safe in its thread
+            cursor = held.cursor() if read_only else held
+            try:
+                yield cursor
+            finally:
+                if read_only:
+                    cursor.close()
+            return
         if not read_only:
             self.database.parent.mkdir(parents=True, exist_ok=True)
         try:
