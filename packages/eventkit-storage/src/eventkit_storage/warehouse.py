@@ -375,6 +375,13 @@ def _render_duckdb_ddl(table: str) -> str:
         parts.append(
             f'CREATE TABLE IF NOT EXISTS "{name}" (\n{_identity_columns("duckdb", columns)}\n);'
         )
+    # Point lookups (profile, Profile API) by id and by profile: ART indexes (not unique ones:
+    # a chunk deletes and re-inserts the same keys in one transaction).
+    parts += [
+        'CREATE INDEX IF NOT EXISTS "identities_by_id" ON "identities" (id_type, id_value);',
+        'CREATE INDEX IF NOT EXISTS "identities_by_profile" ON "identities" (profile_id);',
+        'CREATE INDEX IF NOT EXISTS "profiles_by_id" ON "profiles" (profile_id);',
+    ]
     for view, select in views_sql("duckdb", table).items():
         parts.append(f'CREATE OR REPLACE VIEW "{view}" AS\n{select};')
     return "\n\n".join(parts) + "\n"

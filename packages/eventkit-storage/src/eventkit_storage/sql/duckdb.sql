@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS "_eventkit_identity_events" (
   "traits" JSON
 );
 
+CREATE INDEX IF NOT EXISTS "identities_by_id" ON "identities" (id_type, id_value);
+
+CREATE INDEX IF NOT EXISTS "identities_by_profile" ON "identities" (profile_id);
+
+CREATE INDEX IF NOT EXISTS "profiles_by_id" ON "profiles" (profile_id);
+
 CREATE OR REPLACE VIEW "events" AS
 SELECT e."message_id", e."type", e."stream", e."user_id", e."anonymous_id", e."event", e."name", e."group_id", e."previous_id", e."timestamp", e."original_timestamp", e."sent_at", e."received_at", CAST(e."properties" AS JSON) AS "properties", CAST(e."traits" AS JSON) AS "traits", CAST(e."context" AS JSON) AS "context", e."integrations", e."payload",
   COALESCE(iu.profile_id, ia.profile_id) AS profile_id
