@@ -23,7 +23,12 @@ import pyarrow.parquet as pq
 import pytest
 from eventkit_core import LoadReport, WarehouseLoader
 from eventkit_storage.schema import EVENT_COLUMNS, EVENT_SCHEMA
-from eventkit_storage.warehouse import USERS_COLUMNS, VIEW_NAMES, batch_load_job_id
+from eventkit_storage.warehouse import (
+    EVENT_VIEW_COLUMNS,
+    USERS_COLUMNS,
+    VIEW_NAMES,
+    batch_load_job_id,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -275,7 +280,7 @@ async def test_ensure_schema_is_idempotent_and_creates_every_view(backend: Backe
     await backend.loader.ensure_schema()
     assert backend.columns("raw_events") == list(EVENT_COLUMNS)
     for view in VIEW_NAMES:
-        expected = USERS_COLUMNS if view == "users" else EVENT_COLUMNS
+        expected = USERS_COLUMNS if view == "users" else EVENT_VIEW_COLUMNS
         assert backend.columns(view) == list(expected), view
         assert backend.rows(view, "*", "1") == []
     assert backend.loader.loaded_files() == set()
@@ -403,11 +408,17 @@ async def test_type_views_and_users_return_the_right_rows(backend: Backend) -> N
     assert message_ids(backend, "aliases") == ["a1"]
     assert message_ids(backend, "identifies") == ["i-anon", "i-new", "i-old", "i-u2"]
     assert len(message_ids(backend, "events")) == len(rows)
-    users = backend.rows("users", "user_id, traits, timestamp, message_id", "user_id")
-    assert [(u, json.loads(t), ts, m) for u, t, ts, m in users] == [
-        ("u1", {"plan": "pro"}, at(20), "i-new"),
-        ("u2", {"plan": "team"}, T0, "i-u2"),
+    # users: Segment's users table, made by the identity pass: every user id, with its
+    # profile's traits merged by event timestamp (the alias joined old-id to u1).
+    await backend.loader.resolve_identities()
+    users = backend.rows("users", "user_id, profile_id, traits, first_seen, last_seen", "user_id")
+    assert [(u, json.loads(t), first, last) for u, _, t, first, last in users] == [
+        ("old-id", {"plan": "pro"}, T0, T0),
+        ("u1", {"plan": "pro"}, T0, at(20)),
+        ("u2", {"plan": "team"}, T0, T0),
+        ("u3", {}, T0, T0),
     ]
+    assert users[0][1] == users[1][1] != users[2][1]
 
 
 async def test_a_bad_file_is_reported_failed_and_the_others_load(backend: Backend) -> None:

@@ -11,6 +11,7 @@ from eventkit_core import ConfigurationError
 from eventkit_storage import warehouse
 from eventkit_storage.schema import EVENT_COLUMNS
 from eventkit_storage.warehouse import (
+    IDENTITY_TABLES,
     VIEW_NAMES,
     batch_load_job_id,
     bigquery_ddl,
@@ -97,7 +98,7 @@ def test_the_duckdb_ddl_runs_twice_and_gives_the_contract_names() -> None:
         row[0]
         for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
     }
-    assert tables == {"raw_events", "_eventkit_loaded_files"}
+    assert tables == {"raw_events", "_eventkit_loaded_files", *IDENTITY_TABLES}
     assert views == set(VIEW_NAMES)
     columns = [row[0] for row in con.execute("DESCRIBE raw_events").fetchall()]
     assert columns == list(EVENT_COLUMNS)

@@ -91,6 +91,8 @@ _OPTION_FIELDS = {
     "metrics_port": "metrics_port",
     "metrics_host": "metrics_host",
     "rules_file": "rules_file",
+    "profiles_port": "profiles_port",
+    "profiles_host": "profiles_host",
 }
 
 
@@ -144,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-files", type=_batch_files, help=batch_help)
     run.add_argument("--metrics-port", type=int, help="metrics port [EVENTKIT_METRICS_PORT]")
     run.add_argument("--metrics-host", help="metrics address [EVENTKIT_METRICS_HOST]")
+    run.add_argument(
+        "--profiles-port",
+        type=int,
+        help="serve the Profile API on this port (off by default) [EVENTKIT_PROFILES_PORT]",
+    )
+    run.add_argument("--profiles-host", help="Profile API address [EVENTKIT_PROFILES_HOST]")
     run.add_argument(
         "--no-metrics",
         action="store_const",
@@ -220,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", default=False, help="report only, store nothing"
     )
     replay.add_argument("--json", action="store_true", default=False, help="print JSON")
+
+    profile = add(
+        "profile",
+        "show one person: ids, merged traits, last events",
+        "Find a profile by any of its ids (user_id:u1, anonymous_id:a1, email:x@example.com, "
+        "profile_id:use_...) in the embedded DuckDB warehouse. Exit 1 when no profile has it.",
+    )
+    profile.add_argument("id", metavar="ID_TYPE:VALUE", help="e.g. user_id:u1")
+    profile.add_argument(
+        "--events", type=int, default=10, help="how many of the last events (default 10)"
+    )
+    profile.add_argument("--json", action="store_true", default=False, help="print one JSON object")
 
     query = add(
         "query",
@@ -307,6 +327,7 @@ async def cmd_run(settings: LoaderSettings) -> int:
         server = MetricsServer(
             telemetry, service.health, settings.metrics_host, settings.metrics_port
         ).start()
+    profiles = await _start_profiles_api(settings, service)
     stop = asyncio.Event()
     restore = _stop_on_signals(stop)
     log.info(
@@ -322,8 +343,31 @@ async def cmd_run(settings: LoaderSettings) -> int:
         restore()
         if server is not None:
             server.stop()
+        if profiles is not None:
+            profiles.stop()
+            service.warehouse.release()  # type: ignore[attr-defined]
         telemetry.shutdown()
     return EXIT_OK
+
+
+async def _start_profiles_api(settings: LoaderSettings, service: LoaderService) -> Any:
+    """With EVENTKIT_PROFILES_PORT: hold the DuckDB file open and serve the Profile API."""
+    if settings.profiles_port is None or settings.profiles_token is None:
+        return None
+    from eventkit_storage.identity_read import ProfileReader
+
+    from eventkit_loader.profiles_api import ProfilesServer
+
+    warehouse = service.warehouse
+    warehouse.hold()  # type: ignore[attr-defined]  # DuckDB (settings.check())
+    await service.ensure_schema()  # the tables exist before the first request
+
+    def reader() -> ProfileReader:
+        return ProfileReader(lambda sql, params: warehouse.query(sql, params)[1])  # type: ignore[attr-defined]
+
+    return ProfilesServer(
+        reader, settings.profiles_token, settings.profiles_host, settings.profiles_port
+    ).start()
 
 
 def _print_pass(result: PassResult, as_json: bool, console: Console) -> None:
@@ -500,10 +544,10 @@ async def cmd_replay(
     return EXIT_OK
 
 
-async def cmd_query(settings: LoaderSettings, sql: str, as_json: bool) -> int:
+def _check_duckdb(settings: LoaderSettings) -> None:
     if settings.warehouse_kind != "duckdb":
         raise ConfigurationError(
-            "query runs on the embedded DuckDB warehouse: for BigQuery use `bq query` or the "
+            "query and profile read the embedded DuckDB warehouse: for BigQuery use `bq query` or the "
             "console (or pass --warehouse duckdb)"
         )
     if not settings.duckdb_path.exists():
@@ -511,12 +555,63 @@ async def cmd_query(settings: LoaderSettings, sql: str, as_json: bool) -> int:
             f"no warehouse at {settings.duckdb_path} yet: run `eventkit-loader once "
             f"--data-dir {settings.data_dir}` first (or check --data-dir)"
         )
+
+
+async def cmd_query(settings: LoaderSettings, sql: str, as_json: bool) -> int:
+    _check_duckdb(settings)
     warehouse = backends.warehouse(settings)
     columns, rows = await resolve(warehouse.query(sql))
     if as_json:
         write_json(columns, rows, sys.stdout)
     else:
         write_table(columns, rows, Console())
+    return EXIT_OK
+
+
+def _profile_dict(profile: Any, events: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "profile_id": profile.profile_id,
+        "user_id": profile.user_id,
+        "identities": [{"type": t, "value": v} for t, v, _ in profile.identities],
+        "traits": profile.traits,
+        "events": [e.as_dict() for e in events],
+    }
+
+
+async def cmd_profile(settings: LoaderSettings, ident: str, count: int, as_json: bool) -> int:
+    from eventkit_storage.identity import parse_identity
+    from eventkit_storage.identity_read import ProfileReader
+
+    _check_duckdb(settings)
+    id_type, value = parse_identity(ident)
+    warehouse = backends.warehouse(settings)
+    reader = ProfileReader(lambda sql, params: warehouse.query(sql, params)[1])
+    found = await asyncio.to_thread(reader.find, id_type, value)
+    profile = None if found is None else await asyncio.to_thread(reader.profile, found)
+    if profile is None:
+        print(f"eventkit-loader: no profile has {id_type}:{value}", file=sys.stderr)
+        return EXIT_FAILED
+    events = await asyncio.to_thread(reader.events, profile.profile_id, max(0, count))
+    if as_json:
+        print(json.dumps(_profile_dict(profile, events), default=str))
+        return EXIT_OK
+    console = Console(highlight=False)
+    console.print(
+        f"[bold]{profile.profile_id}[/]  user_id: {profile.user_id or '-'}  "
+        f"events: {profile.event_count}  seen {profile.first_seen} .. {profile.last_seen}"
+    )
+    console.print("identities:")
+    for t, v, _ in profile.identities:
+        console.print(f"  {t}:{v}", markup=False)
+    console.print("traits:")
+    for key, val in sorted(profile.traits.items()):
+        console.print(f"  {key}: {json.dumps(val)}", markup=False)
+    console.print(f"last {len(events)} events:")
+    for e in events:
+        console.print(
+            f"  {e.timestamp.isoformat()}  {e.type:<8} {e.event or e.name or ''}  {e.message_id}",
+            markup=False,
+        )
     return EXIT_OK
 
 
@@ -551,6 +646,8 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
         )
     if command == "query":
         return await cmd_query(settings, args.sql, args.json)
+    if command == "profile":
+        return await cmd_profile(settings, args.id, args.events, args.json)
     raise AssertionError(f"unknown command {command}")  # argparse prevents it
 
 

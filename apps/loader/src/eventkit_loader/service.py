@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from eventkit_core import ConfigurationError, LoadReport
@@ -70,6 +70,13 @@ class Warehouse(Protocol):
     def loaded_files(self) -> Any: ...
 
     def health_check(self) -> bool: ...
+
+
+@runtime_checkable
+class IdentityResolver(Protocol):
+    """A warehouse that also runs the identity pass (eventkit_storage's DuckDB and BigQuery)."""
+
+    def resolve_identities(self) -> Any: ...
 
 
 def _timestamp(moment: datetime | None) -> float | None:
@@ -161,6 +168,8 @@ class PassResult:
     #: The pass stopped before its end (stop requested, or a batch raised).
     interrupted: bool = False
     error: str | None = None
+    #: What the identity pass after the loads did (None when it did not run).
+    identities: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -177,6 +186,7 @@ class PassResult:
             "batches": self.batches,
             "interrupted": self.interrupted,
             "error": self.error,
+            "identities": self.identities,
         }
 
 
@@ -269,6 +279,12 @@ class LoaderService:
                 self._record_backlog(list(remaining) + [f for f in batch if f.uri in failed_now])
                 if on_batch is not None:
                     on_batch(report, len(batch))
+            if not result.interrupted and isinstance(self.warehouse, IdentityResolver):
+                # After the loads, so that a pass's events resolve in the same pass; it also
+                # catches up with events a killed pass loaded but did not resolve.
+                stats = await resolve(self.warehouse.resolve_identities())
+                result.identities = stats.as_dict()
+                log.info("identity pass: %s", result.identities)
         except Exception as exc:  # the loop goes on; `once` reports it and exits non-zero
             result.interrupted = True
             result.error = f"{type(exc).__name__}: {exc}"

@@ -53,6 +53,11 @@ class LoaderSettings(BaseSettings):
     rules_file: Path | None = Field(None, validation_alias="EVENTKIT_RULES_FILE")
     max_event_bytes: int = Field(32 * 1024, ge=1, validation_alias="EVENTKIT_MAX_EVENT_BYTES")
     log_level: str = Field("INFO", validation_alias="EVENTKIT_LOG_LEVEL")
+    profiles_port: int | None = Field(
+        None, ge=0, le=65535, validation_alias="EVENTKIT_PROFILES_PORT"
+    )
+    profiles_host: str = Field("127.0.0.1", validation_alias="EVENTKIT_PROFILES_HOST")
+    profiles_token: str | None = Field(None, validation_alias="EVENTKIT_PROFILES_TOKEN")
 
     @field_validator("log_level")
     @classmethod
@@ -94,6 +99,16 @@ class LoaderSettings(BaseSettings):
         if self.warehouse_kind == "bigquery" and not self.gcp_project_id:
             raise ConfigurationError(
                 "the BigQuery warehouse needs a project: set GCP_PROJECT_ID or pass --project"
+            )
+        if self.profiles_port is not None and not self.profiles_token:
+            raise ConfigurationError(
+                "the Profile API (EVENTKIT_PROFILES_PORT / --profiles-port) needs a token: set "
+                "EVENTKIT_PROFILES_TOKEN (clients send it as the Basic auth user name)"
+            )
+        if self.profiles_port is not None and self.warehouse_kind != "duckdb":
+            raise ConfigurationError(
+                "the Profile API serves the embedded DuckDB warehouse: unset "
+                "EVENTKIT_PROFILES_PORT with BigQuery (query the profiles table there)"
             )
         if self.warehouse_kind == "bigquery" and self.event_store == "local":
             raise ConfigurationError(

@@ -38,9 +38,11 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 from opentelemetry.metrics import MeterProvider
 
+from eventkit_storage.identity import IdentityConfig, PassStats, run_identity_pass
 from eventkit_storage.schema import BIGQUERY_TYPES, EVENT_SCHEMA
 from eventkit_storage.warehouse import (
     BIGQUERY_LEDGER_FIELDS,
+    IDENTITY_TABLES,
     LEDGER_TABLE,
     LoaderMetrics,
     batch_load_job_id,
@@ -165,6 +167,7 @@ class BigQueryWarehouseLoader:
             )
             ledger.description = "eventkit: files loaded into the raw table (append-only)"
             client.create_table(ledger, exists_ok=True, retry=self._retry, timeout=_HTTP_TIMEOUT)
+            self._create_identity_tables(client)
 
             # Views through DDL, not the tables API: local-bigquery (the emulator the tests use)
             # keeps an updated `view_query` as metadata only; `CREATE OR REPLACE VIEW` works on
@@ -186,6 +189,36 @@ class BigQueryWarehouseLoader:
                 "(or run the DDL of eventkit_storage.warehouse.bigquery_ddl() yourself)"
             ) from exc
         self._schema_ready = True
+
+    def _create_identity_tables(self, client: bigquery.Client) -> None:
+        from eventkit_storage.identity_bigquery import identity_schema
+
+        for name in IDENTITY_TABLES:  # before the views: `events` joins `identities`
+            table = bigquery.Table(f"{self.dataset_ref}.{name}", schema=identity_schema(name))
+            table.description = f"eventkit identity resolution: {name}"
+            client.create_table(table, exists_ok=True, retry=self._retry, timeout=_HTTP_TIMEOUT)
+
+    # ------------------------------------------------------------------------------ identities
+
+    async def resolve_identities(
+        self, config: IdentityConfig | None = None, *, chunk_events: int = 5_000
+    ) -> PassStats:
+        """The identity pass (see :mod:`eventkit_storage.identity`) over this dataset."""
+        return await asyncio.to_thread(self._resolve_sync, config, chunk_events)
+
+    def _resolve_sync(self, config: IdentityConfig | None, chunk_events: int) -> PassStats:
+        from eventkit_storage.identity_bigquery import BigQueryIdentityStore
+
+        with self._pass_lock:
+            if not self._schema_ready:
+                self._ensure_schema_sync()
+            try:
+                return run_identity_pass(
+                    BigQueryIdentityStore(self), config, chunk_events=chunk_events
+                )
+            except api_exceptions.GoogleAPIError as exc:
+                self._metrics.error()
+                raise WarehouseError(f"identity pass on {self.dataset_ref} failed: {exc}") from exc
 
     # ----------------------------------------------------------------------------------- loads
 

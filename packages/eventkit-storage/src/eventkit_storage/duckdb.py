@@ -29,8 +29,10 @@ from eventkit_core.errors import ConfigurationError, WarehouseError
 from eventkit_core.protocols import LoadReport
 from opentelemetry.metrics import MeterProvider
 
+from eventkit_storage.identity import IdentityConfig, PassStats, run_identity_pass
 from eventkit_storage.schema import EVENT_COLUMNS
 from eventkit_storage.warehouse import (
+    IDENTITY_FACTS_TABLE,
     LEDGER_TABLE,
     LoaderMetrics,
     check_table_name,
@@ -88,6 +90,7 @@ class DuckDBWarehouseLoader:
         self.lock_timeout = lock_timeout
         self._metrics = LoaderMetrics("duckdb", meter_provider)
         self._pass_lock = threading.Lock()  # one pass at a time per loader
+        self._held: duckdb.DuckDBPyConnection | None = None
 
     # ---------------------------------------------------------------------------- connections
 
@@ -123,8 +126,33 @@ class DuckDBWarehouseLoader:
                 time.sleep(min(delay, remaining))
                 delay = min(delay * 2, _POLL_MAX)
 
+    def hold(self) -> None:
+        """Keep the file open until :meth:`release`: passes share the connection and reads
+        (:meth:`query`) use cursors of it, so this process can serve reads between and during
+        passes (DuckDB lets one process write a file; another process then waits)."""
+        with self._pass_lock:
+            if self._held is None:
+                self.database.parent.mkdir(parents=True, exist_ok=True)
+                self._held = self._connect(read_only=False)
+
+    def release(self) -> None:
+        with self._pass_lock:
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+
     @contextlib.contextmanager
     def _open(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        held = self._held
+        if held is not None:
+            # a cursor is a connection of its own to the same database, safe in its thread
+            cursor = held.cursor() if read_only else held
+            try:
+                yield cursor
+            finally:
+                if read_only:
+                    cursor.close()
+            return
         if not read_only:
             self.database.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -237,6 +265,30 @@ class DuckDBWarehouseLoader:
             f'INSERT INTO "{LEDGER_TABLE}" (uri, row_count, loaded_at) VALUES (?, ?, now())',
             [key, count],
         )
+
+    # ------------------------------------------------------------------------------ identities
+
+    async def resolve_identities(
+        self, config: IdentityConfig | None = None, *, chunk_events: int = 20_000
+    ) -> PassStats:
+        """The identity pass: resolve the events not processed yet (see
+        :mod:`eventkit_storage.identity`), each chunk of ``chunk_events`` in one transaction, so
+        a reader waits for one chunk at most and a killed pass loses at most its last chunk."""
+        return await asyncio.to_thread(self._resolve_sync, config, chunk_events)
+
+    def _resolve_sync(self, config: IdentityConfig | None, chunk_events: int) -> PassStats:
+        from eventkit_storage.identity_duckdb import DuckDBIdentityStore
+
+        with self._pass_lock, self._open() as con:
+            if not self._has_table(con, IDENTITY_FACTS_TABLE):
+                self._apply_ddl(con)
+            try:
+                return run_identity_pass(
+                    DuckDBIdentityStore(con, self.table), config, chunk_events=chunk_events
+                )
+            except duckdb.Error as exc:
+                self._metrics.error()
+                raise WarehouseError(f"identity pass failed on {self.database}: {exc}") from exc
 
     def loaded_files(self) -> set[str]:
         """The ``file://`` URIs of every loaded file: absolute, symlinks kept (as LocalEventStore

@@ -9,7 +9,11 @@ hold the same objects under the same names:
 - ``_eventkit_loaded_files``: the ledger of loaded files (each file is loaded once);
 - the views :data:`VIEW_NAMES`: ``events`` is ``raw_events`` deduplicated on ``message_id``
   (the row with the earliest ``received_at`` wins), ``tracks`` ... ``aliases`` are ``events``
-  filtered by type, and ``users`` is the latest identify per ``user_id`` (by ``timestamp``).
+  filtered by type; ``events`` carries ``profile_id`` and exposes ``properties``, ``traits`` and
+  ``context`` as JSON (DuckDB's JSON type; JSON text in BigQuery, read with ``JSON_VALUE``);
+- the identity tables :data:`IDENTITY_TABLES` (maintained by the identity pass,
+  :mod:`eventkit_storage.identity`) and ``users``: one row per user_id with its profile's merged
+  traits.
 
 Views live beside the table (same dataset / schema) and refer to it by its full reference.
 """
@@ -30,6 +34,9 @@ from eventkit_storage.schema import BIGQUERY_TYPES, EVENT_COLUMNS, EVENT_SCHEMA
 
 __all__ = [
     "DEFAULT_TABLE",
+    "EVENT_VIEW_COLUMNS",
+    "IDENTITY_FACTS_TABLE",
+    "IDENTITY_TABLES",
     "LEDGER_TABLE",
     "TYPE_VIEWS",
     "USERS_COLUMNS",
@@ -68,15 +75,67 @@ TYPE_VIEWS: Final = {
     "groups": "group",
     "aliases": "alias",
 }
-#: Columns of the ``users`` view: the latest identify per user_id.
-USERS_COLUMNS: Final = (
-    "user_id",
-    "anonymous_id",
-    "traits",
-    "timestamp",
-    "received_at",
-    "message_id",
-)
+#: Columns of the ``users`` view (Segment's users table): one row per user_id.
+USERS_COLUMNS: Final = ("user_id", "profile_id", "traits", "first_seen", "last_seen")
+#: Columns of ``events`` and the per-type views: the stored columns and the resolved profile.
+EVENT_VIEW_COLUMNS: Final = (*EVENT_COLUMNS, "profile_id")
+#: The JSON text columns the views expose as JSON.
+VIEW_JSON_COLUMNS: Final = ("properties", "traits", "context")
+
+#: Internal: what the identity pass kept of each processed event (its progress marker too).
+IDENTITY_FACTS_TABLE: Final = "_eventkit_identity_events"
+#: The identity tables: name -> ((column, BigQuery type, mode), ...). ``JSON`` is JSON text
+#: (STRING in BigQuery, JSON in DuckDB); ``REPEATED`` STRING is an array of strings.
+IDENTITY_TABLES: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
+    "identity_edges": (
+        ("id_type_1", "STRING", "REQUIRED"),
+        ("id_value_1", "STRING", "REQUIRED"),
+        ("id_type_2", "STRING", "REQUIRED"),
+        ("id_value_2", "STRING", "REQUIRED"),
+        ("kind", "STRING", "REQUIRED"),
+        ("message_id", "STRING", "REQUIRED"),
+        ("timestamp", "TIMESTAMP", "REQUIRED"),
+    ),
+    "identities": (
+        ("id_type", "STRING", "REQUIRED"),
+        ("id_value", "STRING", "REQUIRED"),
+        ("profile_id", "STRING", "REQUIRED"),
+        ("first_seen", "TIMESTAMP", "REQUIRED"),
+        ("last_seen", "TIMESTAMP", "REQUIRED"),
+    ),
+    "profile_merges": (
+        ("from_profile_id", "STRING", "REQUIRED"),
+        ("into_profile_id", "STRING", "REQUIRED"),
+        ("merged_at", "TIMESTAMP", "REQUIRED"),
+        ("message_id", "STRING", "REQUIRED"),
+    ),
+    "identity_rejections": (
+        ("id_type_1", "STRING", "REQUIRED"),
+        ("id_value_1", "STRING", "REQUIRED"),
+        ("id_type_2", "STRING", "NULLABLE"),
+        ("id_value_2", "STRING", "NULLABLE"),
+        ("rule", "STRING", "REQUIRED"),
+        ("message_id", "STRING", "REQUIRED"),
+        ("seen_at", "TIMESTAMP", "REQUIRED"),
+    ),
+    "profiles": (
+        ("profile_id", "STRING", "REQUIRED"),
+        ("user_id", "STRING", "NULLABLE"),
+        ("anonymous_ids", "STRING", "REPEATED"),
+        ("traits", "JSON", "REQUIRED"),
+        ("first_seen", "TIMESTAMP", "REQUIRED"),
+        ("last_seen", "TIMESTAMP", "REQUIRED"),
+        ("event_count", "INT64", "REQUIRED"),
+    ),
+    IDENTITY_FACTS_TABLE: (
+        ("message_id", "STRING", "REQUIRED"),
+        ("type", "STRING", "REQUIRED"),
+        ("timestamp", "TIMESTAMP", "REQUIRED"),
+        ("id_type", "STRING", "NULLABLE"),
+        ("id_value", "STRING", "NULLABLE"),
+        ("traits", "JSON", "NULLABLE"),
+    ),
+}
 
 JOB_ID_PREFIX: Final = "eventkit_load_"
 
@@ -87,10 +146,11 @@ _PROJECT_RE = re.compile(r"[a-z][a-z0-9.:-]{0,62}[a-z0-9]")
 
 def check_table_name(table: str) -> str:
     """``table`` if it is a plain table name (letters, digits, ``_``), else ConfigurationError."""
-    if not _TABLE_RE.fullmatch(table) or table in VIEW_NAMES or table == LEDGER_TABLE:
+    reserved = (*VIEW_NAMES, LEDGER_TABLE, *IDENTITY_TABLES)
+    if not _TABLE_RE.fullmatch(table) or table in reserved:
         raise ConfigurationError(
             f"warehouse table name {table!r} is invalid: use 1-1024 of A-Z, a-z, 0-9 and _, "
-            f"starting with a letter or _, and not one of {(*VIEW_NAMES, LEDGER_TABLE)}"
+            f"starting with a letter or _, and not one of {reserved}"
         )
     return table
 
@@ -144,31 +204,50 @@ def view_sql(dialect: Dialect, table_ref: str, view: str) -> str:
         return ", ".join(_column(dialect, name) for name in names)
 
     events = _quote(dialect, _sibling(table_ref, "events"))
+    identities = _quote(dialect, _sibling(table_ref, "identities"))
     if view == "events":
-        # One row per message_id: the earliest received_at; ties broken by the other columns so
-        # that the choice is deterministic. WHERE TRUE: older BigQuery wants one beside QUALIFY.
-        return (
-            f"SELECT {cols(EVENT_COLUMNS)}\n"
-            f"FROM {_quote(dialect, table_ref)}\n"
-            "WHERE TRUE\n"
-            f"QUALIFY ROW_NUMBER() OVER (\n"
-            f"  PARTITION BY message_id\n"
-            f"  ORDER BY received_at, {_column(dialect, 'timestamp')}, payload\n"
-            ") = 1"
-        )
+        return _events_view(dialect, table_ref, identities)
     if view in TYPE_VIEWS:
-        return f"SELECT {cols(EVENT_COLUMNS)}\nFROM {events}\nWHERE type = '{TYPE_VIEWS[view]}'"
-    if view == "users":
         return (
-            f"SELECT {cols(USERS_COLUMNS)}\n"
-            f"FROM {events}\n"
-            "WHERE type = 'identify' AND user_id IS NOT NULL\n"
-            "QUALIFY ROW_NUMBER() OVER (\n"
-            "  PARTITION BY user_id\n"
-            f"  ORDER BY {_column(dialect, 'timestamp')} DESC, received_at DESC, message_id DESC\n"
-            ") = 1"
+            f"SELECT {cols(EVENT_VIEW_COLUMNS)}\nFROM {events}\nWHERE type = '{TYPE_VIEWS[view]}'"
+        )
+    if view == "users":
+        # Segment's users table: every user id the identity pass knows, with its profile's
+        # merged traits (a user id stays a row after an alias joined it to another).
+        profiles = _quote(dialect, _sibling(table_ref, "profiles"))
+        return (
+            "SELECT i.id_value AS user_id, i.profile_id, p.traits, i.first_seen, i.last_seen\n"
+            f"FROM {identities} AS i\n"
+            f"LEFT JOIN {profiles} AS p ON p.profile_id = i.profile_id\n"
+            "WHERE i.id_type = 'user_id'"
         )
     raise ConfigurationError(f"unknown view {view!r}: use one of {VIEW_NAMES}")
+
+
+def _events_view(dialect: Dialect, table_ref: str, identities: str) -> str:
+    """One row per message_id: the earliest received_at; ties broken by the other columns so
+    that the choice is deterministic. WHERE TRUE: older BigQuery wants one beside QUALIFY.
+    profile_id: the profile of the event's user_id, else of its anonymous_id (the id the identity
+    pass counts it under; a blocked user_id has no identity, so the anonymous id's profile)."""
+
+    def out(name: str) -> str:
+        column = f"e.{_column(dialect, name)}"
+        if dialect == "duckdb" and name in VIEW_JSON_COLUMNS:
+            return f"CAST({column} AS JSON) AS {_column(dialect, name)}"
+        return column
+
+    inner = ", ".join(_column(dialect, name) for name in EVENT_COLUMNS)
+    return (
+        f"SELECT {', '.join(out(name) for name in EVENT_COLUMNS)},\n"
+        "  COALESCE(iu.profile_id, ia.profile_id) AS profile_id\n"
+        f"FROM (\n  SELECT {inner}\n  FROM {_quote(dialect, table_ref)}\n  WHERE TRUE\n"
+        "  QUALIFY ROW_NUMBER() OVER (\n    PARTITION BY message_id\n"
+        f"    ORDER BY received_at, {_column(dialect, 'timestamp')}, payload\n  ) = 1\n) AS e\n"
+        f"LEFT JOIN {identities} AS iu\n"
+        "  ON iu.id_type = 'user_id' AND iu.id_value = TRIM(e.user_id)\n"
+        f"LEFT JOIN {identities} AS ia\n"
+        "  ON ia.id_type = 'anonymous_id' AND ia.id_value = TRIM(e.anonymous_id)"
+    )
 
 
 def views_sql(dialect: Dialect, table_ref: str) -> dict[str, str]:
@@ -192,6 +271,22 @@ def _columns_ddl(type_of: dict[str, str], quote: bool) -> str:
     return ",\n".join(lines)
 
 
+def _identity_columns(dialect: Dialect, columns: Iterable[tuple[str, str, str]]) -> str:
+    lines = []
+    for name, type_, mode in columns:
+        if dialect == "bigquery":
+            base = "STRING" if type_ == "JSON" else type_
+            sql = f"ARRAY<{base}>" if mode == "REPEATED" else base
+        else:
+            base = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMPTZ", "INT64": "BIGINT"}.get(
+                type_, type_
+            )
+            sql = f"{base}[]" if mode == "REPEATED" else base
+        null = " NOT NULL" if mode == "REQUIRED" else ""
+        lines.append(f"  {_column(dialect, name)} {sql}{null}")
+    return ",\n".join(lines)
+
+
 def _render_bigquery_ddl(project: str, dataset: str, table: str) -> str:
     base = f"{project}.{dataset}"
     table_ref = f"{base}.{table}"
@@ -209,6 +304,12 @@ def _render_bigquery_ddl(project: str, dataset: str, table: str) -> str:
         f"CREATE TABLE IF NOT EXISTS `{base}.{LEDGER_TABLE}` (\n{BIGQUERY_LEDGER_COLUMNS}\n)\n"
         "OPTIONS (description = 'eventkit: files loaded into the raw table (append-only)');",
     ]
+    for name, columns in IDENTITY_TABLES.items():
+        parts += [
+            "",
+            f"CREATE TABLE IF NOT EXISTS `{base}.{name}` (\n{_identity_columns('bigquery', columns)}\n)"
+            f"\nOPTIONS (description = 'eventkit identity resolution: {name}');",
+        ]
     for view, select in views_sql("bigquery", table_ref).items():
         parts += ["", f"CREATE OR REPLACE VIEW `{base}.{view}` AS\n{select};"]
     return "\n".join(parts) + "\n"
@@ -268,6 +369,17 @@ def _render_duckdb_ddl(table: str) -> str:
         "  row_count BIGINT NOT NULL,\n"
         "  loaded_at TIMESTAMPTZ NOT NULL\n"
         ");",
+    ]
+    for name, columns in IDENTITY_TABLES.items():
+        parts.append(
+            f'CREATE TABLE IF NOT EXISTS "{name}" (\n{_identity_columns("duckdb", columns)}\n);'
+        )
+    # Point lookups (profile, Profile API) by id and by profile: ART indexes (not unique ones:
+    # a chunk deletes and re-inserts the same keys in one transaction).
+    parts += [
+        'CREATE INDEX IF NOT EXISTS "identities_by_id" ON "identities" (id_type, id_value);',
+        'CREATE INDEX IF NOT EXISTS "identities_by_profile" ON "identities" (profile_id);',
+        'CREATE INDEX IF NOT EXISTS "profiles_by_id" ON "profiles" (profile_id);',
     ]
     for view, select in views_sql("duckdb", table).items():
         parts.append(f'CREATE OR REPLACE VIEW "{view}" AS\n{select};')

@@ -36,50 +36,115 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_loaded_files` (
 )
 OPTIONS (description = 'eventkit: files loaded into the raw table (append-only)');
 
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.identity_edges` (
+  id_type_1 STRING NOT NULL,
+  id_value_1 STRING NOT NULL,
+  id_type_2 STRING NOT NULL,
+  id_value_2 STRING NOT NULL,
+  kind STRING NOT NULL,
+  message_id STRING NOT NULL,
+  timestamp TIMESTAMP NOT NULL
+)
+OPTIONS (description = 'eventkit identity resolution: identity_edges');
+
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.identities` (
+  id_type STRING NOT NULL,
+  id_value STRING NOT NULL,
+  profile_id STRING NOT NULL,
+  first_seen TIMESTAMP NOT NULL,
+  last_seen TIMESTAMP NOT NULL
+)
+OPTIONS (description = 'eventkit identity resolution: identities');
+
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.profile_merges` (
+  from_profile_id STRING NOT NULL,
+  into_profile_id STRING NOT NULL,
+  merged_at TIMESTAMP NOT NULL,
+  message_id STRING NOT NULL
+)
+OPTIONS (description = 'eventkit identity resolution: profile_merges');
+
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.identity_rejections` (
+  id_type_1 STRING NOT NULL,
+  id_value_1 STRING NOT NULL,
+  id_type_2 STRING,
+  id_value_2 STRING,
+  rule STRING NOT NULL,
+  message_id STRING NOT NULL,
+  seen_at TIMESTAMP NOT NULL
+)
+OPTIONS (description = 'eventkit identity resolution: identity_rejections');
+
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.profiles` (
+  profile_id STRING NOT NULL,
+  user_id STRING,
+  anonymous_ids ARRAY<STRING>,
+  traits STRING NOT NULL,
+  first_seen TIMESTAMP NOT NULL,
+  last_seen TIMESTAMP NOT NULL,
+  event_count INT64 NOT NULL
+)
+OPTIONS (description = 'eventkit identity resolution: profiles');
+
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_identity_events` (
+  message_id STRING NOT NULL,
+  type STRING NOT NULL,
+  timestamp TIMESTAMP NOT NULL,
+  id_type STRING,
+  id_value STRING,
+  traits STRING
+)
+OPTIONS (description = 'eventkit identity resolution: _eventkit_identity_events');
+
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.events` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
-FROM `{PROJECT_ID}.{DATASET}.{TABLE}`
-WHERE TRUE
-QUALIFY ROW_NUMBER() OVER (
-  PARTITION BY message_id
-  ORDER BY received_at, timestamp, payload
-) = 1;
+SELECT e.message_id, e.type, e.stream, e.user_id, e.anonymous_id, e.event, e.name, e.group_id, e.previous_id, e.timestamp, e.original_timestamp, e.sent_at, e.received_at, e.properties, e.traits, e.context, e.integrations, e.payload,
+  COALESCE(iu.profile_id, ia.profile_id) AS profile_id
+FROM (
+  SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+  FROM `{PROJECT_ID}.{DATASET}.{TABLE}`
+  WHERE TRUE
+  QUALIFY ROW_NUMBER() OVER (
+    PARTITION BY message_id
+    ORDER BY received_at, timestamp, payload
+  ) = 1
+) AS e
+LEFT JOIN `{PROJECT_ID}.{DATASET}.identities` AS iu
+  ON iu.id_type = 'user_id' AND iu.id_value = TRIM(e.user_id)
+LEFT JOIN `{PROJECT_ID}.{DATASET}.identities` AS ia
+  ON ia.id_type = 'anonymous_id' AND ia.id_value = TRIM(e.anonymous_id);
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.tracks` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'track';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.identifies` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'identify';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.pages` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'page';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.screens` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'screen';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.groups` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'group';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.aliases` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'alias';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.users` AS
-SELECT user_id, anonymous_id, traits, timestamp, received_at, message_id
-FROM `{PROJECT_ID}.{DATASET}.events`
-WHERE type = 'identify' AND user_id IS NOT NULL
-QUALIFY ROW_NUMBER() OVER (
-  PARTITION BY user_id
-  ORDER BY timestamp DESC, received_at DESC, message_id DESC
-) = 1;
+SELECT i.id_value AS user_id, i.profile_id, p.traits, i.first_seen, i.last_seen
+FROM `{PROJECT_ID}.{DATASET}.identities` AS i
+LEFT JOIN `{PROJECT_ID}.{DATASET}.profiles` AS p ON p.profile_id = i.profile_id
+WHERE i.id_type = 'user_id';

@@ -1,0 +1,150 @@
+"""Reading profiles: find a profile by any of its ids, its identities, traits and events.
+
+Backend-neutral over a ``query(sql, params)`` callable with ``?`` placeholders (DuckDB's
+connection or the loader's read-only ``query``). Used by ``eventkit-loader profile`` and the
+Profile API; every read is a point lookup, never a scan of the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventkit_storage.identity import IdentityConfig
+from eventkit_storage.warehouse import IDENTITY_FACTS_TABLE
+
+__all__ = ["Profile", "ProfileEvent", "ProfileReader"]
+
+Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+#: profile_merges chains longer than this are a loop (they cannot be: a merged id never returns)
+_MAX_HOPS = 64
+
+
+@dataclass(frozen=True)
+class ProfileEvent:
+    message_id: str
+    type: str
+    event: str | None
+    name: str | None
+    timestamp: datetime
+    properties: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "type": self.type,
+            "event": self.event,
+            "name": self.name,
+            "timestamp": self.timestamp.isoformat(),
+            "properties": self.properties,
+        }
+
+
+@dataclass(frozen=True)
+class Profile:
+    profile_id: str
+    user_id: str | None
+    traits: dict[str, Any]
+    first_seen: datetime
+    last_seen: datetime
+    event_count: int
+    #: (id_type, id_value, first_seen), earliest first
+    identities: tuple[tuple[str, str, datetime], ...]
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class ProfileReader:
+    """Point reads of profiles through ``query``."""
+
+    def __init__(
+        self, query: Query, table: str = "raw_events", config: IdentityConfig | None = None
+    ) -> None:
+        self._query = query
+        self.table = table
+        self.config = config or IdentityConfig()
+
+    def find(self, id_type: str, value: str) -> str | None:
+        """The profile id of ``id_type:value`` (``profile_id:use_...`` follows merges), or None."""
+        if id_type == "profile_id":
+            return self._current(value)
+        clean = self.config.clean(id_type, value)
+        if clean is None:
+            return None
+        rows = self._query(
+            "SELECT profile_id FROM identities WHERE id_type = ? AND id_value = ?",
+            [id_type, clean],
+        )
+        return str(rows[0][0]) if rows else None
+
+    def _current(self, profile_id: str) -> str | None:
+        for _ in range(_MAX_HOPS):
+            if self._query("SELECT 1 FROM profiles WHERE profile_id = ?", [profile_id]):
+                return profile_id
+            rows = self._query(
+                "SELECT into_profile_id FROM profile_merges WHERE from_profile_id = ? "
+                "ORDER BY merged_at DESC LIMIT 1",
+                [profile_id],
+            )
+            if not rows:
+                return None
+            profile_id = str(rows[0][0])
+        return None
+
+    def profile(self, profile_id: str) -> Profile | None:
+        rows = self._query(
+            "SELECT profile_id, user_id, CAST(traits AS VARCHAR), first_seen, last_seen, "
+            "event_count FROM profiles WHERE profile_id = ?",
+            [profile_id],
+        )
+        if not rows:
+            return None
+        pid, user, traits, first, last, count = rows[0]
+        ids = self._query(
+            "SELECT id_type, id_value, first_seen FROM identities WHERE profile_id = ? "
+            "ORDER BY first_seen, id_type, id_value",
+            [profile_id],
+        )
+        decoded = _json(traits)
+        return Profile(
+            profile_id=str(pid),
+            user_id=user,
+            traits=decoded if isinstance(decoded, dict) else {},
+            first_seen=first,
+            last_seen=last,
+            event_count=int(count),
+            identities=tuple((str(t), str(v), f) for t, v, f in ids),
+        )
+
+    def events(self, profile_id: str, limit: int = 10, offset: int = 0) -> list[ProfileEvent]:
+        """The profile's events, newest first (by timestamp, then message_id)."""
+        ids = self._query(
+            f'SELECT f.message_id FROM "{IDENTITY_FACTS_TABLE}" AS f JOIN identities AS i '
+            "ON i.id_type = f.id_type AND i.id_value = f.id_value WHERE i.profile_id = ? "
+            'ORDER BY f."timestamp" DESC, f.message_id DESC LIMIT ? OFFSET ?',
+            [profile_id, int(limit), int(offset)],
+        )
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        # The events view's dedupe, on these message ids only (filtering first keeps it a
+        # point read on a large table).
+        rows = self._query(
+            f'SELECT message_id, type, event, name, "timestamp", properties FROM "{self.table}" '
+            f"WHERE message_id IN ({marks}) QUALIFY ROW_NUMBER() OVER ("
+            'PARTITION BY message_id ORDER BY received_at, "timestamp", payload) = 1 '
+            'ORDER BY "timestamp" DESC, message_id DESC',
+            [row[0] for row in ids],
+        )
+        return [ProfileEvent(str(m), str(t), e, n, ts, _json(p)) for m, t, e, n, ts, p in rows]
