@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from eventkit_core import EventkitError, WarehouseError
 from eventkit_storage.bigquery import MAX_ATTEMPTS, BigQueryWarehouseLoader
-from eventkit_storage.warehouse import batch_load_job_id, load_job_id
+from eventkit_storage.warehouse import batch_load_job_id
 from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import bigquery
 
@@ -30,6 +30,11 @@ pytestmark = pytest.mark.integration
 # job_timeout while a job is held: the held job is polled this long. It also bounds the
 # ledger queries of that pass, which the emulator answers slowly on a busy machine: not less.
 HELD_TIMEOUT = 5.0
+
+
+def load_job_id(uri: str, generation: int | str = "", attempt: int = 0) -> str:
+    """The job id of a one-file batch (what the loader uses when it retries a file alone)."""
+    return batch_load_job_id([(uri, generation)], attempt)
 
 
 class HeldJobsClient(bigquery.Client):
