@@ -35,7 +35,9 @@ LIMITS = {"traits": (10, 200), "external_ids": (25, 100), "events": (10, 100)}
 SOURCE_ID = "eventkit"
 
 
-class ApiError(EventkitError):
+class ApiError(EventkitError, ValueError):
+    """A request the Profile API answers with a 4xx (or 503) and a ``{"code","message"}`` body."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message, code=code)
         self.status = status
