@@ -290,3 +290,13 @@ def test_adapt_many_matches_adapt() -> None:
     ]
     many = SnowplowAdapter().adapt_many(raws)
     assert [r.ok for r in many] == [True, False]
+
+
+def test_duid_and_uid_reach_identity_resolution() -> None:
+    from eventkit_storage.identity import event_ids_from_typed, extract
+
+    event = adapt({"e": "pv", "eid": "m-1", "uid": "user-1", "duid": "device-1"})
+    edges = extract(event_ids_from_typed(event)).edges
+    assert [(e.one, e.two, e.kind, e.message_id) for e in edges] == [
+        (("anonymous_id", "device-1"), ("user_id", "user-1"), "same_event", "m-1")
+    ]

@@ -2,7 +2,9 @@
 
 A :class:`Route` says how an endpoint's body is read (:class:`~eventkit_collector.edge.Kind`),
 which adapter its events go to (``source``) and which stream they land in. ``/collect/{stream}``
-takes its stream from the path (:data:`COLLECT_STREAM`).
+takes its stream from the path (:data:`COLLECT_STREAM`). Snowplow's two paths
+(:func:`snowplow_routes`) authenticate by app id, allow CORS credentials, and ``GET /i`` answers
+a pixel.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class Route:
     #: The metric label (bounded: the canonical path or the template).
     label: str
     kind: Kind
-    #: Which adapter reads the events: ``collect``, ``batch`` or a Segment call.
+    #: Which adapter reads the events: ``collect``, ``batch``, a Segment call or ``snowplow``.
     source: str
     #: Stream of every event; ``None`` on ``/v1/batch`` (each item goes by its type) and on
     #: ``/collect/{stream}`` (from the path).
