@@ -15,10 +15,13 @@ from eventkit_validators import (
     SNOWPLOW,
     EndpointAdapter,
     SnowplowAdapter,
+    codes,
     default_stream,
     endpoint_of,
 )
 from eventkit_validators.snowplow import EVENT_TYPES, call_type
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 PLAN = {"schema": "iglu:com.acme/plan/jsonschema/1-0-0", "data": {"plan": "pro"}}
@@ -300,3 +303,39 @@ def test_duid_and_uid_reach_identity_resolution() -> None:
     assert [(e.one, e.two, e.kind, e.message_id) for e in edges] == [
         (("anonymous_id", "device-1"), ("user_id", "user-1"), "same_event", "m-1")
     ]
+
+
+tp2_names = st.sampled_from(
+    [
+        "e", "eid", "uid", "duid", "nuid", "tnuid", "dtm", "stm", "ttm", "url", "page", "refr",
+        "se_ca", "se_ac", "se_la", "se_pr", "se_va", "ue_px", "ue_pr", "cx", "co", "pp_mix",
+        "tr_tt", "ti_qu", "aid", "tv", "ua", "ip", "lang", "zz",
+    ]
+)  # fmt: skip
+tp2_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from([*EVENT_TYPES, "1700000000000", "1e999", "nan", "-1", "{}", "[1]"]),
+    st.sampled_from([b64url(CONTEXTS), b64url({**UNSTRUCT, "data": CHECKOUT}), "e30", "%%"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+tp2_events = st.dictionaries(tp2_names, tp2_values, max_size=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event=tp2_events)
+def test_never_raises(event: dict[str, Any]) -> None:
+    """Whatever the map holds: a typed event with JSON-object maps, or a known error code."""
+    raw = RawEvent(payload=msgspec.Raw(msgspec.json.encode(event)), source=SNOWPLOW)
+    result = SnowplowAdapter().adapt(raw)
+    if result.error is not None:
+        assert result.error.code in codes.ALL_CODES, result.error
+        assert result.error.message.startswith("snowplow: ")
+        return
+    assert result.event is not None
+    for column in (result.event.properties, result.event.context):
+        assert isinstance(msgspec.json.decode(column), dict)  # type: ignore[arg-type]
