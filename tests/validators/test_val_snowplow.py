@@ -339,3 +339,16 @@ def test_never_raises(event: dict[str, Any]) -> None:
     assert result.event is not None
     for column in (result.event.properties, result.event.context):
         assert isinstance(msgspec.json.decode(column), dict)  # type: ignore[arg-type]
+
+
+def test_dead_letters_replay_through_the_snowplow_adapter() -> None:
+    from eventkit_core import DeadLetter
+
+    adapter = EndpointAdapter()
+    raw = RawEvent(payload=msgspec.Raw(b'{"e":"se","eid":"x"}'), source=SNOWPLOW, stream="events")
+    first = adapter.adapt(raw)
+    assert first.error is not None
+    letter = DeadLetter.from_raw(raw, first.error, "x")
+    again = adapter.adapt(letter.to_raw())  # as eventkit-loader replay-dead-letters does
+    assert again.error == first.error
+    assert again.error.message.startswith("snowplow: se_ac is required")
