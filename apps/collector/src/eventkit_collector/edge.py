@@ -54,6 +54,11 @@ class Kind(Enum):
     SINGLE = "single"
     #: ``/v1/batch``: ``{"batch": [...], "context": ..., "integrations": ..., "sentAt": ...}``.
     BATCH = "batch"
+    #: PostHog's endpoints and Amplitude's, read by :mod:`eventkit_collector.vendors`; the
+    #: shared ``/batch`` is told apart by its body.
+    POSTHOG = "posthog"
+    AMPLITUDE = "amplitude"
+    VENDOR_BATCH = "vendor_batch"
 
 
 @dataclass(frozen=True, slots=True)

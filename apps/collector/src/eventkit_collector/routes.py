@@ -88,12 +88,59 @@ def ingest_routes(type_streams: Mapping[str, str]) -> list[Route]:
             "Segment batch: items routed by their own type",
         )
     )
+    routes.extend(vendor_routes())
     return routes
 
 
+def vendor_routes() -> list[Route]:
+    """PostHog's and Amplitude's endpoints (bodies read by :mod:`eventkit_collector.vendors`).
+
+    Each event goes to the stream of the call it maps to (``EVENTKIT_TYPE_STREAMS``, overridden
+    per source by ``EVENTKIT_SOURCE_STREAMS``). Paths are listed without their trailing slash:
+    Litestar serves ``/e/`` at ``/e``, and :func:`exact_paths` lists both spellings.
+    """
+    return [
+        Route(
+            ("/capture", "/e", "/i/v0/e"),
+            "/capture",
+            Kind.POSTHOG,
+            "posthog",
+            None,
+            "PostHog capture (posthog-js, posthog clients): one event, an array, or a batch",
+        ),
+        Route(
+            ("/2/httpapi",),
+            "/2/httpapi",
+            Kind.AMPLITUDE,
+            "amplitude",
+            None,
+            "Amplitude HTTP V2 API: {api_key, events}",
+        ),
+        Route(
+            ("/batch",),
+            "/batch",
+            Kind.VENDOR_BATCH,
+            "posthog",
+            None,
+            "PostHog batch ({api_key, batch}) or Amplitude Batch API ({api_key, events})",
+        ),
+    ]
+
+
 def exact_paths(routes: list[Route]) -> dict[str, Route]:
-    """Every fixed path -> its route (the front's lookup table)."""
-    return {path: r for r in routes if not r.stream_from_path for path in r.paths}
+    """Every fixed path -> its route (the front's lookup table).
+
+    A vendor path is also listed with a trailing slash, as Litestar serves it (PostHog's
+    clients post to ``/batch/`` and ``/e/``).
+    """
+    table = {path: r for r in routes if not r.stream_from_path for path in r.paths}
+    for r in routes:
+        if r.kind in _VENDOR_KINDS:
+            table.update({path + "/": r for path in r.paths})
+    return table
+
+
+_VENDOR_KINDS: Final = (Kind.POSTHOG, Kind.AMPLITUDE, Kind.VENDOR_BATCH)
 
 
 def path_stream(name: str) -> str:

@@ -3,10 +3,14 @@
 from importlib.metadata import version as _version
 
 from eventkit_validators import codes
+from eventkit_validators.amplitude import AmplitudeAdapter
 from eventkit_validators.core import AdapterCore, Message
 from eventkit_validators.endpoints import (
+    AMPLITUDE,
     ENDPOINTS,
     INVALID_BATCH,
+    POSTHOG,
+    VENDOR_PEEKS,
     AdapterKind,
     Endpoint,
     EndpointAdapter,
@@ -14,6 +18,7 @@ from eventkit_validators.endpoints import (
     endpoint_of,
 )
 from eventkit_validators.generic import GenericAdapter
+from eventkit_validators.posthog import PostHogAdapter
 from eventkit_validators.rules import (
     ALL_STREAMS,
     RULE_TYPES,
@@ -38,15 +43,20 @@ __version__ = _version("eventkit-validators")
 
 __all__ = [
     "ALL_STREAMS",
+    "AMPLITUDE",
     "ENDPOINTS",
     "INVALID_BATCH",
+    "POSTHOG",
     "RULE_TYPES",
+    "VENDOR_PEEKS",
     "AdapterCore",
     "AdapterKind",
+    "AmplitudeAdapter",
     "Endpoint",
     "EndpointAdapter",
     "GenericAdapter",
     "Message",
+    "PostHogAdapter",
     "RequiredFieldsValidator",
     "RuleSet",
     "RulesAdapter",
