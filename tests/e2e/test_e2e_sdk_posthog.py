@@ -1,15 +1,20 @@
-"""The real posthog Python client (tests/clients pin), unchanged, against the running collector.
+"""The real posthog Python client and posthog-js's recorded requests, against the running collector.
 
-The client is pointed here by its ``host`` option only; it posts ``/batch/`` (JSON, then gzip).
+The Python client (tests/clients pin) is pointed here by its ``host`` option only; it posts
+``/batch/`` (JSON, then gzip). posthog-js's requests were recorded in headless Chromium
+(tests/fixtures/posthog, see its README) in its three encodings and are replayed byte for byte.
 Every mapped field is read back from the Parquet files.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 import pytest
@@ -132,20 +137,101 @@ def _check(all_rows: dict[str, dict[str, Any]], prefix: str) -> None:
         assert json.loads(row["payload"])["uuid"] == row["message_id"]
 
 
-def test_posthog_python_client_lands_mapped(collector_server: StartCollector) -> None:
-    cp = collector_server(EVENTKIT_FLUSH_MAX_AGE="0.3")
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "posthog"
+ENCODINGS = ("gzip-js", "base64", "json")
+
+
+def _fixture(encoding: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / f"requests-{encoding}.json").read_text())
+    return loaded
+
+
+def _decoded(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events of a recorded request, decoded here independently of the collector."""
+    body = base64.b64decode(request["body_base64"])
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    elif body.startswith(b"data="):
+        body = base64.b64decode(unquote_plus(body[5:].decode()))
+    value = json.loads(body)
+    events = value["batch"] if isinstance(value, dict) and "batch" in value else value
+    return events if isinstance(events, list) else [events]
+
+
+def _replay(url: str, encoding: str) -> list[dict[str, Any]]:
+    events = []
+    for request in _fixture(encoding)["requests"]:
+        answer = httpx.post(
+            url + request["path"],
+            content=base64.b64decode(request["body_base64"]),
+            headers=request["headers"],
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"status": 1}
+        events.extend(_decoded(request))
+    return events
+
+
+def _check_js(rows: dict[str, dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    names = {e["event"] for e in events}
+    assert {"$pageview", "$identify", "Order Completed", "$screen", "$create_alias"} <= names
+    assert {"$groupidentify", "$set"} <= names
+    for e in events:
+        row = rows[e["uuid"]]
+        props = e["properties"]
+        device = props["$device_id"]
+        assert row["original_timestamp"] == datetime.fromisoformat(e["timestamp"])
+        assert json.loads(row["payload"]) == e
+        assert json.loads(row["context"])["library"]["name"] == "web"
+        if e["event"] == "$create_alias":
+            assert (row["type"], row["stream"]) == ("alias", "aliases")
+            assert (row["user_id"], row["previous_id"]) == ("alias-1", "user-1")
+        elif props["distinct_id"] == device:  # before identify(): anonymous
+            assert (row["user_id"], row["anonymous_id"]) == (None, device)
+        else:
+            assert (row["user_id"], row["anonymous_id"]) == ("user-1", device)
+        if e["event"] == "$identify":
+            assert (row["type"], row["stream"]) == ("identify", "users")
+            assert props["$anon_distinct_id"] == device
+            traits = json.loads(row["traits"])
+            assert traits["plan"] == "pro"
+            assert traits["first_seen"] == "2024-05-06"
+        elif e["event"] == "$set":
+            assert row["type"] == "identify"
+            assert json.loads(row["traits"]) == {"email": "a@example.com"}
+        elif e["event"] == "$pageview":
+            assert (row["type"], row["name"]) == ("page", "Fixture Page")
+        elif e["event"] == "$screen":
+            assert (row["type"], row["name"]) == ("screen", "Settings")
+        elif e["event"] == "$groupidentify":
+            assert (row["type"], row["group_id"]) == ("group", "acme")
+            assert json.loads(row["traits"]) == {"name": "Acme"}
+        elif e["event"] == "Order Completed":
+            assert (row["type"], row["event"]) == ("track", "Order Completed")
+            assert json.loads(row["properties"])["total"] == 42.5
+
+
+def test_posthog_clients_land_mapped(collector_server: StartCollector) -> None:
+    """The Python client (JSON and gzip) and posthog-js's gzip-js, base64 and JSON requests."""
+    cp = collector_server(
+        EVENTKIT_FLUSH_MAX_AGE="0.3", EVENTKIT_WRITE_KEYS="phc_test,phc_fixture_token"
+    )
     _send(cp.url, gzip=False)
     _send(cp.url, gzip=True)  # Content-Encoding: gzip
-    wait_until(lambda: count_rows(cp.data_dir) >= 16, 60, "16 PostHog events in Parquet")
+    js = {encoding: _replay(cp.url, encoding) for encoding in ENCODINGS}
+    total = 16 + sum(len(events) for events in js.values())
+    wait_until(lambda: count_rows(cp.data_dir) >= total, 60, f"{total} PostHog events in Parquet")
     assert cp.stop() == 0
     rows = _by_id(cp.data_dir)
-    assert len(rows) == 16
+    assert len(rows) == total
     _check(rows, JSON_PREFIX)
     _check(rows, GZIP_PREFIX)
+    for events in js.values():
+        _check_js(rows, events)
     assert count_rows(cp.data_dir, "dead-letters") == 0
 
 
-def test_posthog_api_key_is_the_write_key_and_streams_follow_the_source_setting(
+def test_posthog_write_key_and_streams_by_source_setting(
     collector_server: StartCollector,
 ) -> None:
     cp = collector_server(
