@@ -237,7 +237,7 @@ class Collector:
             self.pipeline.check_capacity()
             params = vendors.query_params(query)
             write_key_id = self._vendor_query_key(vendors.query_key(params))
-            wire = await read_capped(
+            wire = data = await read_capped(
                 chunks, headers.get("content-length"), wire_cap(route.kind, self.limits)
             )
             body = vendors.read_body(route.kind, wire, headers, params, self.limits)
@@ -396,7 +396,8 @@ def posthog_startup_handlers() -> list[HTTPRouteHandler]:
         tags=["posthog"],
         media_type=MediaType.JSON,
     )
-    async def posthog_config(token: str) -> Response[bytes]:
+    async def posthog_config(request: Request[Any, Any, Any]) -> Response[bytes]:
+        token = request.path_params["token"]
         return _json(200, msgspec.json.encode(vendors.remote_config(token)))
 
     @get(
@@ -404,9 +405,9 @@ def posthog_startup_handlers() -> list[HTTPRouteHandler]:
         summary="PostHog remote configuration, as the script posthog-js loads",
         tags=["posthog"],
     )
-    async def posthog_config_js(token: str) -> Response[bytes]:
+    async def posthog_config_js(request: Request[Any, Any, Any]) -> Response[bytes]:
         return Response(
-            content=vendors.remote_config_js(token),
+            content=vendors.remote_config_js(request.path_params["token"]),
             status_code=200,
             media_type="application/javascript",
         )

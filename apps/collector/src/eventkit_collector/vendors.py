@@ -248,6 +248,11 @@ def success(source: str, events: int, wire_bytes: int) -> bytes:
     return POSTHOG_SUCCESS
 
 
+#: The error shape of a ``/batch`` body that says neither whose it is: Amplitude's, with
+#: PostHog's ``detail`` too (each SDK reads its own field).
+EITHER: Final = "either"
+
+
 def error_source(kind: Kind, data: bytes | None) -> str:
     """Whose error shape answers a refused request (``/batch``: by the body when readable)."""
     if kind is Kind.POSTHOG:
@@ -256,10 +261,14 @@ def error_source(kind: Kind, data: bytes | None) -> str:
         return AMPLITUDE
     if data is not None and _first(data) == ord("{"):
         try:
-            return POSTHOG if _TOP.decode(data).batch else AMPLITUDE
+            top = _TOP.decode(data)
         except (msgspec.DecodeError, RecursionError):
-            pass
-    return AMPLITUDE
+            return EITHER
+        if top.batch:
+            return POSTHOG
+        if top.events:
+            return AMPLITUDE
+    return EITHER
 
 
 def error(source: str, status: int, code: str, message: str) -> bytes:
@@ -273,7 +282,10 @@ def error(source: str, status: int, code: str, message: str) -> bytes:
             {"type": kind, "code": code, "detail": message, "attr": None, "message": message}
         )
     # Amplitude's SDK reads the numeric code (413: split the batch, 429/5xx: retry).
-    return _ENCODER.encode({"code": status, "error": code, "message": message})
+    body: dict[str, Any] = {"code": status, "error": code, "message": message}
+    if source == EITHER:
+        body["detail"] = message
+    return _ENCODER.encode(body)
 
 
 # --- PostHog's start-up endpoints ---------------------------------------------------------------
