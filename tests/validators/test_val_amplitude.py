@@ -174,3 +174,13 @@ def test_peek_and_endpoint_adapter() -> None:
     result = EndpointAdapter().adapt(raw)
     assert result.event is not None
     assert result.event.type == "identify"
+
+
+def test_device_and_user_ids_reach_identity_resolution() -> None:
+    from eventkit_storage.identity import EventIds, extract
+
+    e = ok({"event_type": "x", "user_id": "user-1", "device_id": "dev-1"})
+    ids = EventIds(e.message_id, e.type, e.timestamp, e.user_id, e.anonymous_id)
+    assert {edge[:5] for edge in extract(ids).edges} == {
+        ("anonymous_id", "dev-1", "user_id", "user-1", "same_event")
+    }

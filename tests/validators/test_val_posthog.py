@@ -197,3 +197,19 @@ def test_endpoint_adapter_routes_posthog_and_applies_rules() -> None:
         raw, payload={"event": "x", "distinct_id": "u", "properties": {"total": 1}}
     )
     assert adapter.adapt(good).ok
+
+
+def test_identities_reach_identity_resolution() -> None:
+    """$anon_distinct_id / $device_id become edges through the identity pass's one function."""
+    from eventkit_storage.identity import EventIds, extract
+
+    def edges(e: TypedEvent) -> set[tuple[str, str, str, str, str]]:
+        ids = EventIds(e.message_id, e.type, e.timestamp, e.user_id, e.anonymous_id, e.previous_id)
+        return {edge[:5] for edge in extract(ids).edges}
+
+    identify = ok(
+        {"event": "$identify", "distinct_id": "user-1", "properties": {"$anon_distinct_id": "dev"}}
+    )
+    assert edges(identify) == {("anonymous_id", "dev", "user_id", "user-1", "same_event")}
+    alias = ok({"event": "$create_alias", "distinct_id": "user-1", "properties": {"alias": "a-1"}})
+    assert edges(alias) == {("user_id", "a-1", "user_id", "user-1", "alias")}
