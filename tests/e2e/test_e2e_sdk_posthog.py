@@ -26,13 +26,14 @@ from tests.e2e.test_e2e_collector import count_rows, read_rows
 pytestmark = pytest.mark.integration
 
 # Every call of the client that sends an event; uuids and timestamps are fixed so the test can
-# check them in storage. ``sync_mode`` posts each call at once (no background thread to race).
+# check them in storage. The client runs as shipped (its background consumer batches the calls);
+# ``flush()`` and ``shutdown()`` wait until everything was posted.
 SCRIPT = """
 import os, datetime
 import posthog
 from posthog import Posthog
 
-client = Posthog(os.environ["API_KEY"], host=os.environ["HOST"], sync_mode=True,
+client = Posthog(os.environ["API_KEY"], host=os.environ["HOST"],
                  gzip=os.environ.get("GZIP") == "1", enable_exception_autocapture=False)
 T = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
 P = os.environ["PREFIX"]
