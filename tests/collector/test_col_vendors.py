@@ -258,3 +258,28 @@ def test_source_streams_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert Settings(eventkit_data_dir=tmp_path).source_type_streams()["amplitude"]["identify"] == (
         "amp_users"
     )
+
+
+def test_decode_posthog_transport_encodings() -> None:
+    from eventkit_collector.vendors import decode_posthog
+
+    body = json.dumps([JS_EVENT]).encode()
+    gz = gzip.compress(body)
+    cap = 1 << 20
+    assert decode_posthog(body, {}, {}, cap) == (body, False)
+    # posthog-js's gzip: kept compressed in the ring buffer (the wire bytes are one gzip stream)
+    assert decode_posthog(gz, {"content-type": "text/plain"}, {}, cap) == (body, True)
+    assert decode_posthog(gz, {"content-encoding": "gzip"}, {"compression": "gzip-js"}, cap) == (
+        body,
+        True,
+    )
+    # gzip inside gzip: decoded twice, stored as the JSON
+    double = gzip.compress(gz)
+    assert decode_posthog(double, {"content-encoding": "gzip"}, {}, cap) == (body, False)
+    b64 = base64.b64encode(body)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    assert decode_posthog(b"data=" + b64, form, {"compression": "base64"}, cap)[0] == body
+    assert decode_posthog(b64, {}, {"compression": "base64"}, cap)[0] == body
+    plus = base64.b64encode(b'{"a":"\xfb\xef"}')  # has a "+": sent unescaped, read as a space
+    assert b"+" in plus
+    assert decode_posthog(b"data=" + plus, form, {}, cap)[0] == b'{"a":"\xfb\xef"}'

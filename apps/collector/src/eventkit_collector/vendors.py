@@ -104,7 +104,8 @@ def query_params(query: bytes) -> dict[str, str]:
 
 
 def _base64(data: bytes) -> bytes:
-    text = data.strip()
+    # A "+" sent unescaped in a form reads as a space: put it back.
+    text = data.strip().replace(b" ", b"+")
     try:
         return base64.b64decode(text + b"=" * (-len(text) % 4), validate=False)
     except (binascii.Error, ValueError) as exc:
@@ -120,14 +121,18 @@ def decode_posthog(
 ) -> tuple[bytes, bool]:
     """PostHog's transport encodings undone: ``(JSON bytes, came as one gzip stream)``."""
     data = wire
+    inflated = 0
     encoding = headers.get("content-encoding")
     if encoding:
         data = decompress(data, encoding, cap)
+        inflated += data is not wire
     compression = params.get("compression", "").lower()
-    if data[:2] == _GZIP_MAGIC or (compression in ("gzip", "gzip-js") and data is wire):
+    if data[:2] == _GZIP_MAGIC or (compression in ("gzip", "gzip-js") and not inflated):
         # posthog-js gzips without saying so in a header; the magic bytes say it too.
         data = inflate(data, 31, cap)
-    gzipped = data is not wire and wire[:2] == _GZIP_MAGIC
+        inflated += 1
+    # Stored compressed only when the wire bytes are exactly one gzip stream of the JSON.
+    gzipped = inflated == 1 and wire[:2] == _GZIP_MAGIC
     ctype = headers.get("content-type") or ""
     form = ctype[:33].lower() == "application/x-www-form-urlencoded"
     if form:
@@ -145,20 +150,17 @@ def _text_key(value: Any) -> str | None:
 
 
 def _item_key(items: list[msgspec.Raw]) -> str | None:
-    """The project token of the first event that carries one (posthog-js's bodies)."""
-    for item in items[:1]:
-        try:
-            found = _ITEM_KEY.decode(item)
-        except (msgspec.DecodeError, RecursionError):
-            return None
+    """The project token of the first event (posthog-js sends it in each event's properties)."""
+    if not items:
+        return None
+    try:
+        found = _ITEM_KEY.decode(items[0])
         key = _text_key(found.api_key) or _text_key(found.token)
         if key is None and found.properties:
-            try:
-                key = _text_key(_PROPS_KEY.decode(found.properties).token)
-            except (msgspec.DecodeError, RecursionError):
-                return None
-        return key
-    return None
+            key = _text_key(_PROPS_KEY.decode(found.properties).token)
+    except (msgspec.DecodeError, RecursionError):  # not an object: the adapter says why
+        return None
+    return key
 
 
 def _top(data: bytes) -> _Top:
