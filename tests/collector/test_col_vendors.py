@@ -173,6 +173,9 @@ async def test_posthog_startup_endpoints(client: tuple[Any, Collector]) -> None:
     assert r.headers["content-type"].startswith("application/javascript")
     assert r.text.startswith("(function(){window._POSTHOG_REMOTE_CONFIG")
     assert '"phc_k"' in r.text
+    paths = (await c.get("/schema/openapi.json")).json()["paths"]
+    assert {"/capture", "/e", "/i/v0/e", "/2/httpapi", "/batch", "/flags"} <= set(paths)
+    assert "status" in paths["/e"]["post"]["description"]
 
 
 async def test_vendor_write_keys(tmp_path: Path, patch_loader: None) -> None:

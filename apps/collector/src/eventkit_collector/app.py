@@ -356,7 +356,7 @@ class Collector:
             paths,
             status_code=200,
             summary=route.summary,
-            description=DESCRIPTION,
+            description=route.description or DESCRIPTION,
             media_type=MediaType.JSON,
             tags=["ingest"],
         )(handler)

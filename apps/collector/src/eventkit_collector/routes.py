@@ -40,6 +40,8 @@ class Route:
     #: ``/collect/{stream}`` (from the path).
     stream: str | None
     summary: str
+    #: The OpenAPI description, when not the Segment endpoints' :data:`DESCRIPTION`.
+    description: str | None = None
 
     @property
     def stream_from_path(self) -> bool:
@@ -107,6 +109,7 @@ def vendor_routes() -> list[Route]:
             "posthog",
             None,
             "PostHog capture (posthog-js, posthog clients): one event, an array, or a batch",
+            POSTHOG_DESCRIPTION,
         ),
         Route(
             ("/2/httpapi",),
@@ -115,6 +118,7 @@ def vendor_routes() -> list[Route]:
             "amplitude",
             None,
             "Amplitude HTTP V2 API: {api_key, events}",
+            AMPLITUDE_DESCRIPTION,
         ),
         Route(
             ("/batch",),
@@ -123,6 +127,7 @@ def vendor_routes() -> list[Route]:
             "posthog",
             None,
             "PostHog batch ({api_key, batch}) or Amplitude Batch API ({api_key, events})",
+            POSTHOG_DESCRIPTION + " " + AMPLITUDE_DESCRIPTION,
         ),
     ]
 
@@ -169,4 +174,16 @@ DESCRIPTION: Final = (
     "request is durable; 400 invalid_json / invalid_stream; 401 unauthorized; 413 "
     "payload_too_large; 503 overloaded with Retry-After. JSON that fails validation is accepted "
     "and dead-lettered."
+)
+
+POSTHOG_DESCRIPTION: Final = (
+    "PostHog bodies: JSON, gzip (Content-Encoding, or posthog-js's text/plain gzip, with or without "
+    '?compression=gzip-js), ?compression=base64 data= forms. Answers 200 {"status": 1} once the '
+    "request is durable; errors carry code, message and PostHog's type and detail. Events that "
+    "cannot be mapped are accepted and dead-lettered."
+)
+AMPLITUDE_DESCRIPTION: Final = (
+    'Amplitude bodies {"api_key", "events"}. Answers 200 {"code": 200, "events_ingested": N, ...} '
+    "once the request is durable; errors carry the numeric status as code. Events that cannot be "
+    "mapped are accepted and dead-lettered."
 )
