@@ -213,3 +213,25 @@ def test_identities_reach_identity_resolution() -> None:
     assert edges(identify) == {("anonymous_id", "dev", "user_id", "user-1", "same_event")}
     alias = ok({"event": "$create_alias", "distinct_id": "user-1", "properties": {"alias": "a-1"}})
     assert edges(alias) == {("user_id", "a-1", "user_id", "user-1", "alias")}
+
+
+def test_a_dead_letter_replays_through_the_posthog_adapter() -> None:
+    """The loader's replay adapts dead letters with EndpointAdapter, by their stored source."""
+    from eventkit_core import DeadLetter
+
+    raw = RawEvent(
+        payload=msgspec.Raw(b'{"event":"x","distinct_id":"u","uuid":"dl-1"}'),
+        source="posthog",
+        stream="events",
+    )
+    rules = RuleSet(streams={"events": [RequiredFieldsValidator(["properties.plan"])]})
+    failed = EndpointAdapter(rules=rules).adapt(raw)
+    assert failed.error is not None
+    letter = DeadLetter.from_raw(raw, failed.error)
+    replayed = EndpointAdapter().adapt(letter.to_raw())  # the rule was relaxed
+    assert replayed.event is not None
+    assert (replayed.event.type, replayed.event.message_id, replayed.event.user_id) == (
+        "track",
+        "dl-1",
+        "u",
+    )
