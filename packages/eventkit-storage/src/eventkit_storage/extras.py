@@ -8,9 +8,14 @@ nothing is stored twice. A field stays in ``extras`` when
   event), or
 - its column is null (``"userId": 42`` on a schemaless stream: not a string, so not in
   ``user_id``; ``"userId": null``), or
-- its column holds another string than the field (``"type": 5`` on a schemaless stream, whose
-  ``type`` column says ``custom``): the original value is kept, the column wins in the
-  normalised event.
+- its column holds another value than the field (``"type": 5`` on a schemaless stream, whose
+  ``type`` column says ``custom``; a ``context`` that is not an object, whose column holds the
+  request's ip and userAgent): the original value is kept, the column wins in the normalised
+  event.
+
+A time field whose column is not null is not kept: its column holds its normalised value
+(``timestamp`` corrected by ``sentAt``; on a schemaless stream a ``timestamp`` that is not a
+time is replaced by ``received_at``). ``payload="full"`` keeps the whole original object.
 
 ``extras`` is null when there is nothing to keep (the usual case for SDK events).
 
@@ -32,7 +37,6 @@ from typing import Any, Final, Literal
 import msgspec
 from eventkit_core import TypedEvent
 from msgspec import UNSET, UnsetType
-from msgspec.structs import astuple
 
 __all__ = [
     "FIELD_COLUMNS",
@@ -72,6 +76,10 @@ _STRING_FIELDS: Final = frozenset(
 )
 _TIME_COLUMNS: Final = frozenset(("timestamp", "original_timestamp", "sent_at", "received_at"))
 _JSON_COLUMNS: Final = frozenset(("properties", "traits", "context", "integrations"))
+#: Map fields: a value that is not an object is kept (its column holds another value then,
+#: the request context of a schemaless event whose ``context`` was a list).
+_MAP_COLUMNS: Final = _JSON_COLUMNS
+_BRACE: Final = ord("{")
 
 _Raw = msgspec.Raw
 _EMPTY: Final = msgspec.Raw()
@@ -104,9 +112,6 @@ _FIELDS_DECODER: Final = msgspec.json.Decoder(_Fields)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _DECODER: Final = msgspec.json.Decoder()
 _ENCODER: Final = msgspec.json.Encoder()
-_NAMES: Final = tuple(FIELD_COLUMNS)
-_COLUMNS: Final = tuple(FIELD_COLUMNS.values())
-_IS_STRING: Final = tuple(name in _STRING_FIELDS for name in FIELD_COLUMNS)
 
 
 def extras_json(event: TypedEvent) -> bytes | None:
@@ -121,23 +126,60 @@ def extras_json(event: TypedEvent) -> bytes | None:
         fields = _FIELDS_DECODER.decode(payload)
     except msgspec.DecodeError:  # another field (or not an object): the general path
         return _general_extras(event, payload)
-    kept: dict[str, Any] | None = None
-    # Most fields are absent: one pass over the tuple of values.
-    for value, name, column, is_string in zip(
-        astuple(fields), _NAMES, _COLUMNS, _IS_STRING, strict=True
-    ):
-        if is_string:
-            if value is UNSET:
-                continue
-            stored = getattr(event, column)
-            if stored is not None and value == stored:
-                continue  # the column holds the same string
-        elif not value or getattr(event, column) is not None:
-            continue  # absent, or the column holds its normalised value
-        if kept is None:
-            kept = {}
-        kept[name] = value
+    # Unrolled (no loop over the 16 fields): this runs for every stored event.
+    kept = _kept_strings(fields, event)
+    kept = _kept_values(fields, event, kept)
     return None if kept is None else _ENCODER.encode(kept)
+
+
+def _keep(kept: dict[str, Any] | None, name: str, value: Any) -> dict[str, Any]:
+    if kept is None:
+        kept = {}
+    kept[name] = value
+    return kept
+
+
+def _kept_strings(f: _Fields, e: TypedEvent) -> dict[str, Any] | None:
+    """The string fields whose column does not hold the same string (None: all held)."""
+    kept = None
+    if f.messageId is not UNSET and f.messageId != e.message_id:
+        kept = _keep(kept, "messageId", f.messageId)
+    if f.type is not UNSET and f.type != e.type:
+        kept = _keep(kept, "type", f.type)
+    if f.userId is not UNSET and (f.userId is None or f.userId != e.user_id):
+        kept = _keep(kept, "userId", f.userId)
+    if f.anonymousId is not UNSET and (f.anonymousId is None or f.anonymousId != e.anonymous_id):
+        kept = _keep(kept, "anonymousId", f.anonymousId)
+    if f.event is not UNSET and (f.event is None or f.event != e.event):
+        kept = _keep(kept, "event", f.event)
+    if f.name is not UNSET and (f.name is None or f.name != e.name):
+        kept = _keep(kept, "name", f.name)
+    if f.groupId is not UNSET and (f.groupId is None or f.groupId != e.group_id):
+        kept = _keep(kept, "groupId", f.groupId)
+    if f.previousId is not UNSET and (f.previousId is None or f.previousId != e.previous_id):
+        kept = _keep(kept, "previousId", f.previousId)
+    return kept
+
+
+def _kept_values(f: _Fields, e: TypedEvent, kept: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``kept`` plus the time and map fields whose column does not hold them."""
+    if f.timestamp and e.timestamp is None:
+        kept = _keep(kept, "timestamp", f.timestamp)
+    if f.originalTimestamp and e.original_timestamp is None:
+        kept = _keep(kept, "originalTimestamp", f.originalTimestamp)
+    if f.sentAt and e.sent_at is None:
+        kept = _keep(kept, "sentAt", f.sentAt)
+    if f.receivedAt and e.received_at is None:
+        kept = _keep(kept, "receivedAt", f.receivedAt)
+    for name, value, column in (
+        ("properties", f.properties, e.properties),
+        ("traits", f.traits, e.traits),
+        ("context", f.context, e.context),
+        ("integrations", f.integrations, e.integrations),
+    ):
+        if value and (column is None or memoryview(value)[0] != _BRACE):
+            kept = _keep(kept, name, value)
+    return kept
 
 
 def _general_extras(event: TypedEvent, payload: bytes) -> bytes | None:
@@ -158,7 +200,9 @@ def _held(event: TypedEvent, name: str, column: str, value: msgspec.Raw) -> bool
     stored = getattr(event, column)
     if stored is None:
         return False
-    return name not in _STRING_FIELDS or _same_string(value, stored)
+    if name in _STRING_FIELDS:
+        return _same_string(value, stored)
+    return column not in _MAP_COLUMNS or memoryview(value)[0] == _BRACE
 
 
 def _same_string(value: msgspec.Raw, stored: Any) -> bool:
