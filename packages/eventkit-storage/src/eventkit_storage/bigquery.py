@@ -342,7 +342,10 @@ class BigQueryWarehouseLoader:
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
         )
-        sources = [uri for uri, _ in batch]
+        # Newest folder (hour) first: a job mixing files written before ``extras`` existed with
+        # newer ones then starts with a new one (local-bigquery takes the first file's columns
+        # for the whole job; BigQuery maps each Parquet file's columns by name).
+        sources = sorted((uri for uri, _ in batch), reverse=True)
         for attempt in range(MAX_ATTEMPTS):
             job_id = batch_load_job_id(batch, attempt)
             submitted = True

@@ -34,8 +34,10 @@ EVENT_SCHEMA: Final = pa.schema(
         pa.field("traits", pa.string()),
         pa.field("context", pa.string()),
         pa.field("integrations", pa.string()),
-        pa.field("extras", pa.string()),
         pa.field("payload", pa.string()),
+        # Last: a raw table made before extras existed gets it appended (ALTER TABLE ADD
+        # COLUMN), so old and new tables and files share the column positions.
+        pa.field("extras", pa.string()),
     ]
 )
 
@@ -58,7 +60,7 @@ DEAD_LETTER_SCHEMA: Final = pa.schema(
 )
 
 EVENT_COLUMNS: Final = tuple(EVENT_SCHEMA.names)
-JSON_COLUMNS: Final = ("properties", "traits", "context", "integrations", "extras", "payload")
+JSON_COLUMNS: Final = ("properties", "traits", "context", "integrations", "payload", "extras")
 
 #: BigQuery column types for EVENT_SCHEMA (JSON text stays STRING: loads stay simple and cheap;
 #: query it with JSON_VALUE / JSON_QUERY).

@@ -20,8 +20,8 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.{TABLE}` (
   traits STRING,
   context STRING,
   integrations STRING,
-  extras STRING,
-  payload STRING
+  payload STRING,
+  extras STRING
 )
 PARTITION BY DATE(timestamp)
 CLUSTER BY stream, type
@@ -102,15 +102,15 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_identity_events` (
 OPTIONS (description = 'eventkit identity resolution: _eventkit_identity_events');
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.events` AS
-SELECT e.message_id, e.type, e.stream, e.user_id, e.anonymous_id, e.event, e.name, e.group_id, e.previous_id, e.timestamp, e.original_timestamp, e.sent_at, e.received_at, e.properties, e.traits, e.context, e.integrations, e.extras, e.payload,
+SELECT e.message_id, e.type, e.stream, e.user_id, e.anonymous_id, e.event, e.name, e.group_id, e.previous_id, e.timestamp, e.original_timestamp, e.sent_at, e.received_at, e.properties, e.traits, e.context, e.integrations, e.payload, e.extras,
   COALESCE(iu.profile_id, ia.profile_id) AS profile_id
 FROM (
-  SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, extras, payload
+  SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras
   FROM `{PROJECT_ID}.{DATASET}.{TABLE}`
   WHERE TRUE
   QUALIFY ROW_NUMBER() OVER (
     PARTITION BY message_id
-    ORDER BY received_at, timestamp, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, original_timestamp, sent_at, properties, traits, context, integrations, extras, payload
+    ORDER BY received_at, timestamp, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, original_timestamp, sent_at, properties, traits, context, integrations, payload, extras
   ) = 1
 ) AS e
 LEFT JOIN `{PROJECT_ID}.{DATASET}.identities` AS iu
@@ -119,32 +119,32 @@ LEFT JOIN `{PROJECT_ID}.{DATASET}.identities` AS ia
   ON ia.id_type = 'anonymous_id' AND ia.id_value = TRIM(e.anonymous_id);
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.tracks` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, extras, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'track';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.identifies` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, extras, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'identify';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.pages` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, extras, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'page';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.screens` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, extras, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'screen';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.groups` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, extras, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'group';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.aliases` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, extras, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'alias';
 
