@@ -55,6 +55,7 @@ PAGES = [
     ("/checkout", "Checkout - Acme"),
     ("/account/settings", "Settings - Acme"),
 ]
+WRITE_KEY = "wk_3Fz8PqLx0aBcD2eF"
 REFERRERS = ["", "https://www.google.com/", "https://news.ycombinator.com/", "https://t.co/abc"]
 CAMPAIGNS = [None, None, None, {"name": "spring_sale", "source": "newsletter", "medium": "email"}]
 PRODUCTS = [
@@ -180,6 +181,9 @@ def make_events(count: int, seed: int = 7, users: int = 3000) -> list[TypedEvent
             "sentAt": _iso(sent),
             "context": context,
             "integrations": {},
+            # what analytics.js adds to every event: no column holds these (they go to extras)
+            "writeKey": WRITE_KEY,
+            "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []},
         }
         if p["userId"]:
             payload["userId"] = p["userId"]

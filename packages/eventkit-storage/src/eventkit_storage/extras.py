@@ -36,7 +36,6 @@ from typing import Any, Final, Literal
 
 import msgspec
 from eventkit_core import TypedEvent
-from msgspec import UNSET, UnsetType
 
 __all__ = [
     "FIELD_COLUMNS",
@@ -76,42 +75,13 @@ _STRING_FIELDS: Final = frozenset(
 )
 _TIME_COLUMNS: Final = frozenset(("timestamp", "original_timestamp", "sent_at", "received_at"))
 _JSON_COLUMNS: Final = frozenset(("properties", "traits", "context", "integrations"))
-#: Map fields: a value that is not an object is kept (its column holds another value then,
-#: the request context of a schemaless event whose ``context`` was a list).
-_MAP_COLUMNS: Final = _JSON_COLUMNS
+_MAP_FIELDS: Final = frozenset(("properties", "traits", "context", "integrations"))
 _BRACE: Final = ord("{")
 
-_Raw = msgspec.Raw
-_EMPTY: Final = msgspec.Raw()
-
-
-class _Fields(msgspec.Struct, forbid_unknown_fields=True):
-    """The fields the columns hold: decoding fails on any other field, and on a string field
-    that is not a string or null (the general path then keeps it). Absent: UNSET, or an empty
-    Raw. Strings are decoded (cheap to compare with the column), the rest is left undecoded."""
-
-    messageId: str | UnsetType | None = UNSET
-    type: str | UnsetType | None = UNSET
-    userId: str | UnsetType | None = UNSET
-    anonymousId: str | UnsetType | None = UNSET
-    event: str | UnsetType | None = UNSET
-    name: str | UnsetType | None = UNSET
-    groupId: str | UnsetType | None = UNSET
-    previousId: str | UnsetType | None = UNSET
-    timestamp: _Raw = _EMPTY
-    originalTimestamp: _Raw = _EMPTY
-    sentAt: _Raw = _EMPTY
-    receivedAt: _Raw = _EMPTY
-    properties: _Raw = _EMPTY
-    traits: _Raw = _EMPTY
-    context: _Raw = _EMPTY
-    integrations: _Raw = _EMPTY
-
-
-_FIELDS_DECODER: Final = msgspec.json.Decoder(_Fields)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _DECODER: Final = msgspec.json.Decoder()
 _ENCODER: Final = msgspec.json.Encoder()
+_FIELD_NAMES: Final = frozenset(FIELD_COLUMNS)
 
 
 def extras_json(event: TypedEvent) -> bytes | None:
@@ -121,96 +91,34 @@ def extras_json(event: TypedEvent) -> bytes | None:
     Raises ``ValueError`` when ``event.payload`` is not a JSON object (a hand-built event; an
     adapter never makes one).
     """
-    payload = event.payload
+    # One decode, values left undecoded (msgspec.Raw): this runs for every stored event, and
+    # SDKs add fields of their own (writeKey, _metadata) to nearly every one.
     try:
-        fields = _FIELDS_DECODER.decode(payload)
-    except msgspec.DecodeError:  # another field (or not an object): the general path
-        return _general_extras(event, payload)
-    # Unrolled (no loop over the 16 fields): this runs for every stored event.
-    kept = _kept_strings(fields, event)
-    kept = _kept_values(fields, event, kept)
-    return None if kept is None else _ENCODER.encode(kept)
-
-
-def _keep(kept: dict[str, Any] | None, name: str, value: Any) -> dict[str, Any]:
-    if kept is None:
-        kept = {}
-    kept[name] = value
-    return kept
-
-
-def _kept_strings(f: _Fields, e: TypedEvent) -> dict[str, Any] | None:
-    """The string fields whose column does not hold the same string (None: all held)."""
-    kept = None
-    if f.messageId is not UNSET and f.messageId != e.message_id:
-        kept = _keep(kept, "messageId", f.messageId)
-    if f.type is not UNSET and f.type != e.type:
-        kept = _keep(kept, "type", f.type)
-    if f.userId is not UNSET and (f.userId is None or f.userId != e.user_id):
-        kept = _keep(kept, "userId", f.userId)
-    if f.anonymousId is not UNSET and (f.anonymousId is None or f.anonymousId != e.anonymous_id):
-        kept = _keep(kept, "anonymousId", f.anonymousId)
-    if f.event is not UNSET and (f.event is None or f.event != e.event):
-        kept = _keep(kept, "event", f.event)
-    if f.name is not UNSET and (f.name is None or f.name != e.name):
-        kept = _keep(kept, "name", f.name)
-    if f.groupId is not UNSET and (f.groupId is None or f.groupId != e.group_id):
-        kept = _keep(kept, "groupId", f.groupId)
-    if f.previousId is not UNSET and (f.previousId is None or f.previousId != e.previous_id):
-        kept = _keep(kept, "previousId", f.previousId)
-    return kept
-
-
-def _kept_values(f: _Fields, e: TypedEvent, kept: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``kept`` plus the time and map fields whose column does not hold them."""
-    if f.timestamp and e.timestamp is None:
-        kept = _keep(kept, "timestamp", f.timestamp)
-    if f.originalTimestamp and e.original_timestamp is None:
-        kept = _keep(kept, "originalTimestamp", f.originalTimestamp)
-    if f.sentAt and e.sent_at is None:
-        kept = _keep(kept, "sentAt", f.sentAt)
-    if f.receivedAt and e.received_at is None:
-        kept = _keep(kept, "receivedAt", f.receivedAt)
-    for name, value, column in (
-        ("properties", f.properties, e.properties),
-        ("traits", f.traits, e.traits),
-        ("context", f.context, e.context),
-        ("integrations", f.integrations, e.integrations),
-    ):
-        if value and (column is None or memoryview(value)[0] != _BRACE):
-            kept = _keep(kept, name, value)
-    return kept
-
-
-def _general_extras(event: TypedEvent, payload: bytes) -> bytes | None:
-    try:
-        items = _OBJECT_DECODER.decode(payload)
-    except msgspec.DecodeError as exc:
+        items = _OBJECT_DECODER.decode(event.payload)
+    except (msgspec.DecodeError, TypeError) as exc:
         raise ValueError(f"payload is not a JSON object ({exc})") from None
-    kept = {
-        name: value
-        for name, value in items.items()
-        if (column := FIELD_COLUMNS.get(name)) is None or not _held(event, name, column, value)
-    }
-    return _ENCODER.encode(kept) if kept else None
+    for name in items.keys() & _FIELD_NAMES:
+        if _held(event, name, items[name]):
+            del items[name]
+    return _ENCODER.encode(items) if items else None
 
 
-def _held(event: TypedEvent, name: str, column: str, value: msgspec.Raw) -> bool:
-    """Whether ``column`` of ``event`` holds the field ``name`` (JSON ``value``)."""
-    stored = getattr(event, column)
+def _held(event: TypedEvent, name: str, value: msgspec.Raw) -> bool:
+    """Whether the column of the field ``name`` (JSON ``value``) holds it."""
+    stored = getattr(event, FIELD_COLUMNS[name])
     if stored is None:
         return False
     if name in _STRING_FIELDS:
         return _same_string(value, stored)
-    return column not in _MAP_COLUMNS or memoryview(value)[0] == _BRACE
+    # A map field that is not an object: its column holds another value (the request context).
+    return name not in _MAP_FIELDS or memoryview(value)[0] == _BRACE
 
 
 def _same_string(value: msgspec.Raw, stored: Any) -> bool:
-    """Whether the JSON ``value`` is the string ``stored`` (a non-null string column holds
-    the normalised value of every other field)."""
+    """Whether the JSON ``value`` is the string ``stored``."""
     try:
-        # The same bytes as msgspec writes it: the usual case, no decoding.
-        if memoryview(value) == _ENCODER.encode(stored):
+        # The same bytes as msgspec writes the column's string: the usual case, no decoding.
+        if value == msgspec.Raw(_ENCODER.encode(stored)):
             return True
         return bool(_DECODER.decode(value) == stored)  # escapes written another way
     except (msgspec.DecodeError, msgspec.EncodeError, TypeError, UnicodeError):
