@@ -336,8 +336,13 @@ def _render_bigquery_ddl(project: str, dataset: str, table: str) -> str:
         "CLUSTER BY stream, type\n"
         "OPTIONS (description = 'eventkit events: one row per stored row; see the events view');",
         "",
-        "-- A table made by an older version: add extras, let payload be null (no-ops otherwise).",
-        *(f"{statement};" for statement in migration_sql("bigquery", table_ref)),
+        "-- A table made by an older version gets extras (a no-op otherwise). Its payload was",
+        "-- REQUIRED: run this once on such a table (not safe to repeat: local-bigquery refuses",
+        "-- it on a NULLABLE column); ensure_schema / `eventkit-loader create-table` do both:",
+        *(
+            f"{'-- ' if 'DROP NOT NULL' in statement else ''}{statement};"
+            for statement in migration_sql("bigquery", table_ref)
+        ),
         "",
         f"CREATE TABLE IF NOT EXISTS `{base}.{LEDGER_TABLE}` (\n{BIGQUERY_LEDGER_COLUMNS}\n)\n"
         "OPTIONS (description = 'eventkit: files loaded into the raw table (append-only)');",

@@ -27,9 +27,11 @@ PARTITION BY DATE(timestamp)
 CLUSTER BY stream, type
 OPTIONS (description = 'eventkit events: one row per stored row; see the events view');
 
--- A table made by an older version: add extras, let payload be null (no-ops otherwise).
+-- A table made by an older version gets extras (a no-op otherwise). Its payload was
+-- REQUIRED: run this once on such a table (not safe to repeat: local-bigquery refuses
+-- it on a NULLABLE column); ensure_schema / `eventkit-loader create-table` do both:
 ALTER TABLE `{PROJECT_ID}.{DATASET}.{TABLE}` ADD COLUMN IF NOT EXISTS extras STRING;
-ALTER TABLE `{PROJECT_ID}.{DATASET}.{TABLE}` ALTER COLUMN payload DROP NOT NULL;
+-- ALTER TABLE `{PROJECT_ID}.{DATASET}.{TABLE}` ALTER COLUMN payload DROP NOT NULL;
 
 CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_loaded_files` (
   uri STRING NOT NULL,
