@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     eventkit_warehouse_enabled: bool = False
     eventkit_data_dir: Path = Path("./eventkit-data")
     eventkit_gcs_prefix: str = ""
+    #: What the Parquet ``payload`` column holds: ``extras`` (null; the top-level fields no
+    #: column holds are in ``extras``) or ``full`` (the whole original object as well).
+    eventkit_parquet_payload: Literal["extras", "full"] = "extras"
     eventkit_pubsub_topic: str = "eventkit-events"
     eventkit_pubsub_subscription: str = "eventkit-events-archive"
     #: Create the topic and subscription when missing (needs the Pub/Sub admin permission).

@@ -64,11 +64,16 @@ def make_stores(settings: Settings) -> tuple[EventStore, ErrorStore]:
         assert bucket is not None  # Settings refuses gcs without a bucket
         prefix, project = settings.eventkit_gcs_prefix, settings.gcp_project_id
         return (
-            GCSEventStore(bucket, prefix=prefix, project=project),
+            GCSEventStore(
+                bucket, prefix=prefix, project=project, payload=settings.eventkit_parquet_payload
+            ),
             GCSErrorStore(bucket, prefix=prefix, project=project),
         )
     data_dir = settings.eventkit_data_dir
-    return LocalEventStore(data_dir), LocalErrorStore(data_dir)
+    return (
+        LocalEventStore(data_dir, payload=settings.eventkit_parquet_payload),
+        LocalErrorStore(data_dir),
+    )
 
 
 def make_loader(
