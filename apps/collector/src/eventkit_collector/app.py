@@ -61,7 +61,8 @@ def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Re
     return Response(content=body, status_code=status, media_type=JSON, headers=headers)
 
 
-def _overloaded(exc: BackpressureError) -> Answer:
+def overloaded(exc: BackpressureError) -> Answer:
+    """The 503 answer to a refused request: ``overloaded`` with ``Retry-After``."""
     retry = max(1, round(exc.retry_after))
     return (
         503,
@@ -214,7 +215,7 @@ class Collector:
         except EdgeError as exc:
             return exc.status, exc.body(), exc.headers or None
         except BackpressureError as exc:
-            return _overloaded(exc)
+            return overloaded(exc)
 
     def _header_key(self, authorization: str | None, query: bytes) -> str | None:
         """The write key id from the Authorization header or the query string.

@@ -38,6 +38,12 @@ from eventkit_collector.sinks import Sink
 log = logging.getLogger("eventkit_collector.pipeline")
 
 _RECOVERY_PAGE: Final = 1000
+#: The 503 message when too many accepted requests wait for the queue (one text, so that the
+#: ingest front can answer it from a prepared body).
+SATURATED_MESSAGE: Final = (
+    "too many accepted requests are waiting for the queue (EVENTKIT_MAX_PENDING_REQUESTS / "
+    "EVENTKIT_MAX_PENDING_BYTES): retry shortly"
+)
 #: Most events handed to the sink in one delivery.
 _MAX_PUBLISH_EVENTS: Final = 20_000
 
@@ -202,15 +208,19 @@ class Pipeline:
             raise BackpressureError(
                 "the collector is starting or stopping: retry shortly", retry_after=1.0
             )
-        if (
+        if self.saturated:
+            raise BackpressureError(SATURATED_MESSAGE, retry_after=1.0)
+
+    @property
+    def saturated(self) -> bool:
+        """True while a new request would be refused for the requests waiting for the queue.
+
+        Cheap (two comparisons): the ingest front asks it before it reads a request's body.
+        """
+        return (
             len(self._pending) >= self.config.max_pending_requests
             or self._pending_bytes >= self.config.max_pending_bytes
-        ):
-            raise BackpressureError(
-                f"{len(self._pending)} accepted requests ({self._pending_bytes} bytes) are "
-                "waiting for the queue: retry shortly",
-                retry_after=1.0,
-            )
+        )
 
     async def accept(self, env: Envelope, parsed: Parsed, size: int | None = None) -> int:
         """Append one request durably, hand it to the publisher; returns the entry id.
