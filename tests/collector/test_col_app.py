@@ -509,11 +509,18 @@ async def test_a_stuck_queue_answers_503_not_unbounded_memory(
 async def test_saturated_front_refuses_before_reading_the_body(
     tmp_path: Path, patch_loader: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under overload the ingest front answers 503 from the headers alone: no body is read."""
+    """Under overload the ingest front answers 503 from the headers alone: no body is read.
+
+    A request that finds the pipeline saturated first waits (up to ``ROOM_WAIT``) for the
+    publisher to make room, and is accepted if it does.
+    """
     import asyncio
     import threading
 
+    from eventkit_collector import fastpath
     from eventkit_collector.sinks import InProcessSink
+
+    monkeypatch.setattr(fastpath, "ROOM_WAIT", 0.01)
 
     gate = threading.Event()
     original = InProcessSink.deliver
@@ -567,12 +574,21 @@ async def test_saturated_front_refuses_before_reading_the_body(
             assert headers[b"retry-after"] == b"1"
             assert int(headers[b"content-length"]) == len(answer)
             assert json.loads(answer)["code"] == "overloaded"
+        # A request that waits for room long enough gets in once the publisher moves on.
+        monkeypatch.setattr(fastpath, "ROOM_WAIT", 60.0)
+        waiting = asyncio.ensure_future(post())
+        for _ in range(2000):
+            if collector.pipeline._room_waiters:
+                break
+            await asyncio.sleep(0.005)
+        assert collector.pipeline._room_waiters
+        assert not waiting.done()
         gate.set()
-        loader = await settle(collector, 3)
-        assert len(loader.events()) == 3
-        assert not collector.pipeline.saturated
-        status, _h, _b, reads = await post()
+        status, _h, _b, reads = await waiting
         assert (status, reads) == (200, 1)
+        loader = await settle(collector, 4)
+        assert len(loader.events()) == 4
+        assert not collector.pipeline.saturated
     finally:
         gate.set()
         await collector.stop()

@@ -44,6 +44,8 @@ _WANTED: Final = frozenset(
     }
 )
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+#: Longest a request waits for room in a saturated pipeline before it is refused (503).
+ROOM_WAIT: Final = 0.25
 #: Distinct origins whose CORS headers are kept ready (the rest are computed per request).
 _ORIGIN_CACHE: Final = 256
 
@@ -109,7 +111,8 @@ class FastIngest:
                 if name == b"origin":
                     origin = value
                 headers[name.decode("latin-1")] = value.decode("latin-1")
-        if self.collector.pipeline.saturated:
+        pipeline = self.collector.pipeline
+        if pipeline.saturated and not await pipeline.wait_for_room(ROOM_WAIT):
             # Refused before the body is read or decoded (the server discards it unparsed);
             # the same answer as ingest_raw's, from a prepared body.
             status, body, extra = self._saturated
