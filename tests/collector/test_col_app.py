@@ -504,3 +504,91 @@ async def test_a_stuck_queue_answers_503_not_unbounded_memory(
         loader = await settle(collector, 3)
         assert len(loader.events()) == 3
         assert (await c.post("/v1/track", json=TRACK)).status_code == 200
+
+
+async def test_saturated_front_refuses_before_reading_the_body(
+    tmp_path: Path, patch_loader: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under overload the ingest front answers 503 from the headers alone: no body is read.
+
+    A request that finds the pipeline saturated first waits (up to ``ROOM_WAIT``) for the
+    publisher to make room, and is accepted if it does.
+    """
+    import asyncio
+    import threading
+
+    from eventkit_collector import fastpath
+    from eventkit_collector.sinks import InProcessSink
+
+    monkeypatch.setattr(fastpath, "ROOM_WAIT", 0.01)
+
+    gate = threading.Event()
+    original = InProcessSink.deliver
+
+    async def stuck(self: InProcessSink, events: Any, entries: Any) -> None:
+        await asyncio.to_thread(gate.wait, 30)
+        await original(self, events, entries)
+
+    monkeypatch.setattr(InProcessSink, "deliver", stuck)
+    collector = Collector(_settings(tmp_path, eventkit_max_pending_requests=2))
+    front = FastIngest(create_app(collector=collector), collector)
+    body = json.dumps(TRACK).encode()
+
+    async def post(path: str = "/v1/track") -> tuple[int, dict[bytes, bytes], bytes, int]:
+        reads = 0
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal reads
+            reads += 1
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "query_string": b"",
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"origin", b"https://shop.example"),
+            ],
+            "client": ("127.0.0.1", 5000),
+        }
+        await front(scope, receive, send)  # type: ignore[arg-type]
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"], reads
+
+    await collector.start()
+    try:
+        # the first is taken by the (stuck) publisher, two wait; then the pipeline is saturated
+        for _ in range(3):
+            status, _h, _b, reads = await post()
+            assert (status, reads) == (200, 1)
+        assert collector.pipeline.saturated
+        for path in ("/v1/track", "/v1/batch", "/collect/webhooks"):
+            status, headers, answer, reads = await post(path)
+            assert (status, reads) == (503, 0)  # refused from the headers alone
+            assert headers[b"retry-after"] == b"1"
+            assert int(headers[b"content-length"]) == len(answer)
+            assert json.loads(answer)["code"] == "overloaded"
+        # A request that waits for room long enough gets in once the publisher moves on.
+        monkeypatch.setattr(fastpath, "ROOM_WAIT", 60.0)
+        waiting = asyncio.ensure_future(post())
+        for _ in range(2000):
+            if collector.pipeline._room_waiters:
+                break
+            await asyncio.sleep(0.005)
+        assert collector.pipeline._room_waiters
+        assert not waiting.done()
+        gate.set()
+        status, _h, _b, reads = await waiting
+        assert (status, reads) == (200, 1)
+        loader = await settle(collector, 4)
+        assert len(loader.events()) == 4
+        assert not collector.pipeline.saturated
+    finally:
+        gate.set()
+        await collector.stop()

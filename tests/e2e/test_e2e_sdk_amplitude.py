@@ -86,7 +86,7 @@ def _check(rows: dict[str, dict[str, Any]], prefix: str) -> None:
     assert (identify["user_id"], identify["anonymous_id"]) == ("user-1", "device-1")
     assert json.loads(identify["traits"]) == {"plan": "pro", "first_seen": "2024-05-06"}
     # $add is not applied to traits; it stays in the stored event
-    assert json.loads(identify["payload"])["user_properties"]["$add"] == {"logins": 1}
+    assert json.loads(identify["extras"])["user_properties"]["$add"] == {"logins": 1}
 
     revenue = rows[f"{prefix}-revenue"]
     assert (revenue["type"], revenue["event"]) == ("track", "revenue_amount")

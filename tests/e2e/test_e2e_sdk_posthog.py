@@ -135,7 +135,7 @@ def _check(all_rows: dict[str, dict[str, Any]], prefix: str) -> None:
     assert (signup["type"], signup["event"]) == ("track", "signup")
     assert json.loads(signup["traits"]) == {"source": "ad"}
     for row in rows.values():
-        assert json.loads(row["payload"])["uuid"] == row["message_id"]
+        assert json.loads(row["extras"])["uuid"] == row["message_id"]
 
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "posthog"

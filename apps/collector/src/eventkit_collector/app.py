@@ -77,7 +77,8 @@ def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Re
     return Response(content=body, status_code=status, media_type=JSON, headers=headers)
 
 
-def _overloaded(exc: BackpressureError) -> Answer:
+def overloaded(exc: BackpressureError) -> Answer:
+    """The 503 answer to a refused request: ``overloaded`` with ``Retry-After``."""
     retry = max(1, round(exc.retry_after))
     return (
         503,
@@ -239,7 +240,7 @@ class Collector:
         except EdgeError as exc:
             return exc.status, exc.body(), exc.headers or None
         except BackpressureError as exc:
-            return _overloaded(exc)
+            return overloaded(exc)
 
     async def ingest_vendor(
         self,
@@ -290,7 +291,7 @@ class Collector:
                 exc.headers or None,
             )
         except BackpressureError as exc:
-            status, _body, extra = _overloaded(exc)
+            status, _body, extra = overloaded(exc)
             source = vendors.error_source(route.kind, data)
             return status, vendors.error(source, status, "overloaded", exc.message), extra
 

@@ -15,10 +15,12 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, cast
 
+from eventkit_core import BackpressureError
 from litestar import Litestar
 
-from eventkit_collector.app import Collector, create_app
+from eventkit_collector.app import Collector, create_app, overloaded
 from eventkit_collector.edge import ClientDisconnected, receive_body
+from eventkit_collector.pipeline import SATURATED_MESSAGE
 from eventkit_collector.routes import (
     COLLECT_PREFIX,
     Route,
@@ -48,6 +50,8 @@ _WANTED: Final = frozenset(
     }
 )
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+#: Longest a request waits for room in a saturated pipeline before it is refused (503).
+ROOM_WAIT: Final = 0.25
 #: Distinct origins whose CORS headers are kept ready (the rest are computed per request).
 _ORIGIN_CACHE: Final = 256
 
@@ -89,6 +93,9 @@ class FastIngest:
         self.routes = exact_paths(collector.routes)
         self._collect_stream = next(r for r in collector.routes if r.stream_from_path)
         self._cors = _Cors(collector.settings.eventkit_cors_origins)
+        # The answer to a request refused because the pipeline is saturated, prepared once:
+        # under overload most requests get it, and it must cost next to nothing.
+        self._saturated = overloaded(BackpressureError(SATURATED_MESSAGE, retry_after=1.0))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -114,18 +121,24 @@ class FastIngest:
                 if name == b"origin":
                     origin = value
                 headers[name.decode("latin-1")] = value.decode("latin-1")
-        client = scope.get("client")
-        try:
-            status, body, extra = await self.collector.ingest_raw(
-                headers,
-                scope.get("query_string", b""),
-                client[0] if client else None,
-                receive_body(receive),
-                route,
-                path_name,
-            )
-        except ClientDisconnected:  # nobody is listening: no answer
-            return
+        pipeline = self.collector.pipeline
+        if pipeline.saturated and not await pipeline.wait_for_room(ROOM_WAIT):
+            # Refused before the body is read or decoded (the server discards it unparsed);
+            # the same answer as ingest_raw's, from a prepared body.
+            status, body, extra = self._saturated
+        else:
+            client = scope.get("client")
+            try:
+                status, body, extra = await self.collector.ingest_raw(
+                    headers,
+                    scope.get("query_string", b""),
+                    client[0] if client else None,
+                    receive_body(receive),
+                    route,
+                    path_name,
+                )
+            except ClientDisconnected:  # nobody is listening: no answer
+                return
         out = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if origin is not None:
             out += (

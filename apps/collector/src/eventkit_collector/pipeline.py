@@ -38,6 +38,12 @@ from eventkit_collector.sinks import Sink
 log = logging.getLogger("eventkit_collector.pipeline")
 
 _RECOVERY_PAGE: Final = 1000
+#: The 503 message when too many accepted requests wait for the queue (one text, so that the
+#: ingest front can answer it from a prepared body).
+SATURATED_MESSAGE: Final = (
+    "too many accepted requests are waiting for the queue (EVENTKIT_MAX_PENDING_REQUESTS / "
+    "EVENTKIT_MAX_PENDING_BYTES): retry shortly"
+)
 #: Most events handed to the sink in one delivery.
 _MAX_PUBLISH_EVENTS: Final = 20_000
 
@@ -141,6 +147,8 @@ class Pipeline:
         self._pending: deque[_Pending] = deque()
         self._pending_bytes = 0
         self._wake = asyncio.Event()
+        #: Requests waiting for room (:meth:`wait_for_room`), woken when the publisher takes some.
+        self._room_waiters: deque[asyncio.Future[bool]] = deque()
         self._publisher: asyncio.Task[None] | None = None
         self._stopping = False
         self._ran = False
@@ -204,15 +212,42 @@ class Pipeline:
             raise BackpressureError(
                 "the collector is starting or stopping: retry shortly", retry_after=1.0
             )
-        if (
+        if self.saturated:
+            raise BackpressureError(SATURATED_MESSAGE, retry_after=1.0)
+
+    @property
+    def saturated(self) -> bool:
+        """True while a new request would be refused for the requests waiting for the queue.
+
+        Cheap (two comparisons): the ingest front asks it before it reads a request's body.
+        """
+        return (
             len(self._pending) >= self.config.max_pending_requests
             or self._pending_bytes >= self.config.max_pending_bytes
-        ):
-            raise BackpressureError(
-                f"{len(self._pending)} accepted requests ({self._pending_bytes} bytes) are "
-                "waiting for the queue: retry shortly",
-                retry_after=1.0,
-            )
+        )
+
+    async def wait_for_room(self, limit: float) -> bool:
+        """Wait up to ``limit`` seconds while :attr:`saturated`; True when there is room.
+
+        Under overload a request waits a little instead of being refused at once: the
+        publisher frees room in steps, and a closed-loop client refused at once would come
+        straight back, spending the core on refusals instead of on the pipeline.
+        """
+        if not self.saturated:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._room_waiters.append(waiter)
+        timer = loop.call_later(limit, _settle, waiter, False)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _wake_room_waiters(self) -> None:
+        waiters = self._room_waiters
+        while waiters and not self.saturated:
+            _settle(waiters.popleft(), True)
 
     async def accept(self, env: Envelope, parsed: Parsed, size: int | None = None) -> int:
         """Append one request durably, hand it to the publisher; returns the entry id.
@@ -291,6 +326,8 @@ class Pipeline:
             )
             entries.append((item.entry_id, len(raws)))
             events.extend(raws)
+        if self._room_waiters:
+            self._wake_room_waiters()
         return events, entries
 
     async def _publish_loop(self, ring: DurableLog) -> None:
@@ -334,6 +371,11 @@ class Pipeline:
 
     def outstanding_entries(self) -> int:
         return self.tracker.outstanding_entries()
+
+
+def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
 
 
 def _decode_or_none(entry: RingEntry) -> Envelope | None:

@@ -103,19 +103,19 @@ class Settings(BaseSettings):
 
     # --- Pipeline ---------------------------------------------------------------------------
     eventkit_partitions: int = Field(default=8, ge=1, le=1024)
-    eventkit_queue_max_depth: int = Field(default=10_000, ge=1)
+    eventkit_queue_max_depth: int = Field(default=2_000, ge=1)
     eventkit_queue_max_batch: int = Field(default=1000, ge=1)
     eventkit_flush_max_events: int = Field(default=10_000, ge=1)
     eventkit_flush_max_bytes: int = Field(default=32 * MiB, ge=1)
     eventkit_flush_max_age: float = Field(default=5.0, gt=0)
-    eventkit_max_buffered_events: int = Field(default=100_000, ge=1)
+    eventkit_max_buffered_events: int = Field(default=30_000, ge=1)
     eventkit_ring_durability: Literal["normal", "full"] = "normal"
     eventkit_ring_max_entries: int = Field(default=1_000_000, ge=1)
     eventkit_ring_max_bytes: int = Field(default=1 << 30, ge=1)
     #: Accepted requests waiting to be handed to the queue before new ones get 503.
     eventkit_max_pending_requests: int = Field(default=20_000, ge=1)
     #: ...or bytes of request bodies (decompressed) waiting, before new ones get 503.
-    eventkit_max_pending_bytes: int = Field(default=128 * MiB, ge=1)
+    eventkit_max_pending_bytes: int = Field(default=16 * MiB, ge=1)
     eventkit_shutdown_timeout: float = Field(default=30.0, gt=0)
 
     # --- Metrics ----------------------------------------------------------------------------
