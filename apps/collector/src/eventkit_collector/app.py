@@ -32,8 +32,10 @@ from eventkit_collector.edge import (
     EdgeError,
     WriteKeys,
     basic_user,
+    clip,
     decompress,
     error_body,
+    is_form,
     key_id,
     parse_body,
     read_capped,
@@ -102,6 +104,8 @@ class Collector:
         self.keys = WriteKeys(s.eventkit_write_keys)
         self.client_address = ClientAddress(s.eventkit_trusted_proxies)
         self.limits = self.pipeline.limits
+        #: The User-Agent copied into context.userAgent is cut to this many characters.
+        self.max_user_agent = s.eventkit_max_user_agent_bytes
         self.routes: list[Route] = ingest_routes(self.pipeline.type_streams)
 
     # -- lifespan ----------------------------------------------------------------------------
@@ -179,15 +183,13 @@ class Collector:
             stream = path_stream(path_name or "") if route.stream_from_path else route.stream
             self.pipeline.check_capacity()
             write_key_id = self._header_key(headers.get("authorization"), query)
+            form = is_form(headers.get("content-type"))  # 415 before the body is read
             cap = wire_cap(route.kind, self.limits)
             wire = data = await read_capped(chunks, headers.get("content-length"), cap)
             encoding = headers.get("content-encoding")
             if encoding:
                 data = decompress(data, encoding, self.limits.max_batch_bytes)
             form_key: str | None = None
-            ctype = headers.get("content-type")
-            # media types are case-insensitive (RFC 9110)
-            form = bool(ctype and ctype[:33].lower() == "application/x-www-form-urlencoded")
             if form:
                 data, form_key = unwrap_form(data)
             # A gzipped JSON body stays compressed in the ring buffer (about 10x smaller).
@@ -203,7 +205,7 @@ class Collector:
                 body=wire if gzipped else data,
                 gzip=gzipped,
                 ip=self._client_ip(peer, headers),
-                user_agent=headers.get("user-agent"),
+                user_agent=clip(headers.get("user-agent"), self.max_user_agent),
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
             )
