@@ -400,10 +400,20 @@ def cases() -> list[Case]:
 # --- the collector process ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+def free_port(run: int = 1) -> int:
+    """A free port, and the ``run - 1`` after it free too (worker n's metrics: port + n)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port + run > 65535:
+            continue
+        try:
+            for n in range(1, run):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + n))
+        except OSError:
+            continue
         return port
 
 
@@ -447,7 +457,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 def start_server(work: Path, *, workers: int = 1, **env: str) -> Server:
     """``eventkit-collector serve`` in ``work`` (its cwd) with data in ``work/data``."""
     data = work / "data"
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_port(), free_port(workers)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("EVENTKIT_")}
     environ.update(
         {
