@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from eventkit_collector.cli import build_parser as collector_parser
+from eventkit_collector.cli import main as collector_main
 from eventkit_loader.cli import build_parser as loader_parser
 
 from tests.collector.hostile_support import free_port, start_server
@@ -62,27 +63,54 @@ def test_http_port_in_use_is_one_line_and_exit_3(tmp_path: Path, held_port: int)
     assert line.startswith("eventkit-collector: cannot start: HTTP port")
 
 
-def test_metrics_port_in_use_is_one_line_and_exit_3(tmp_path: Path, held_port: int) -> None:
-    proc = run_collector(tmp_path, "--port", str(free_port()), "--metrics-port", str(held_port))
+def main_in_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``eventkit-collector ARGS`` in this process (the checks run before anything starts)."""
+    import eventkit_collector.server as server
+
+    monkeypatch.setattr(server, "configure_logging", lambda level: None)
+    for key in [k for k in os.environ if k.startswith("EVENTKIT_")]:
+        monkeypatch.delenv(key)
+    code = collector_main(["--data-dir", str(tmp_path / "d"), *args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def test_metrics_port_in_use_is_one_line_and_exit_3(
+    tmp_path: Path,
+    held_port: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = ["--port", str(free_port()), "--metrics-port", str(held_port)]
+    proc = main_in_process(tmp_path, capsys, monkeypatch, *args)
     assert proc.returncode == 3, proc.stderr
     assert_one_line(proc, f"port {held_port}", "--metrics-port", "EVENTKIT_METRICS_PORT")
     assert not (tmp_path / "d" / "ring").exists()  # refused before anything was opened
 
 
 def test_a_workers_metrics_port_in_use_is_one_line_and_exit_3(
-    tmp_path: Path, held_port: int
+    tmp_path: Path,
+    held_port: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # worker n serves metrics on metrics port + n: worker 1's is the held one
     args = ["--port", str(free_port()), "--workers", "2", "--metrics-port", str(held_port - 1)]
-    proc = run_collector(tmp_path, *args)
+    proc = main_in_process(tmp_path, capsys, monkeypatch, *args)
     assert proc.returncode == 3, proc.stderr
     assert_one_line(proc, "worker 1's metrics port", str(held_port), "--metrics-port")
 
 
-def test_the_http_port_of_workers_in_use_is_one_line_too(tmp_path: Path, held_port: int) -> None:
-    proc = run_collector(
-        tmp_path, "--port", str(held_port), "--workers", "2", "--metrics-port", "0"
-    )
+def test_the_http_port_of_workers_in_use_is_one_line_too(
+    tmp_path: Path,
+    held_port: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = ["--port", str(held_port), "--workers", "2", "--metrics-port", "0"]
+    proc = main_in_process(tmp_path, capsys, monkeypatch, *args)
     assert proc.returncode == 3, proc.stderr
     assert_one_line(proc, f"HTTP port {held_port}", "--port")
 
