@@ -46,6 +46,7 @@ from eventkit_collector.edge import (
 )
 from eventkit_collector.envelope import Envelope
 from eventkit_collector.metrics import CollectorMetrics, MetricsServer, install_metrics
+from eventkit_collector.openapi import operation_class
 from eventkit_collector.pipeline import Pipeline
 from eventkit_collector.routes import DESCRIPTION, Route, cors_config, ingest_routes, path_stream
 from eventkit_collector.settings import Settings
@@ -293,6 +294,7 @@ class Collector:
             description=DESCRIPTION,
             media_type=MediaType.JSON,
             tags=["ingest"],
+            operation_class=operation_class(route.kind),
         )(handler)
 
     def router(self, path: str = "/") -> Router:
