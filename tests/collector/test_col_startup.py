@@ -92,15 +92,18 @@ def test_metrics_port_in_use_is_one_line_and_exit_3(
 
 def test_a_workers_metrics_port_in_use_is_one_line_and_exit_3(
     tmp_path: Path,
-    held_port: int,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # worker n serves metrics on metrics port + n: worker 1's is the held one
-    args = ["--port", str(free_port()), "--workers", "2", "--metrics-port", str(held_port - 1)]
-    proc = main_in_process(tmp_path, capsys, monkeypatch, *args)
+    # worker n serves metrics on metrics port + n: hold worker 1's (worker 0's is free)
+    base = free_port(2)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", base + 1))
+        held.listen()
+        args = ["--port", str(free_port()), "--workers", "2", "--metrics-port", str(base)]
+        proc = main_in_process(tmp_path, capsys, monkeypatch, *args)
     assert proc.returncode == 3, proc.stderr
-    assert_one_line(proc, "worker 1's metrics port", str(held_port), "--metrics-port")
+    assert_one_line(proc, "worker 1's metrics port", str(base + 1), "--metrics-port")
 
 
 def test_the_http_port_of_workers_in_use_is_one_line_too(
