@@ -39,7 +39,8 @@ LIMITS = Limits()
         (b'\xef\xbb\xbf{"a": 1}', "malformed"),
         (b"[" * 100_000 + b"]" * 100_000, "nested"),
         (b'{"a": 1} trailing', "trailing"),
-        (b"", "truncated"),
+        (b"", "the request body is empty"),
+        (b" \r\n", "the request body is empty"),
         (b'{"a": "\\ud800"}', ""),
     ],
 )
@@ -93,7 +94,7 @@ def test_batch_over_500kb_and_over_2500_events_are_413() -> None:
     with pytest.raises(EdgeError) as info:
         parse_body(Kind.BATCH, msgspec.json.encode({"batch": many}), LIMITS)
     assert info.value.status == 413
-    assert "2501 events" in info.value.message
+    assert "2,501 events" in info.value.message
     ok = parse_body(Kind.BATCH, msgspec.json.encode({"batch": many[:2500]}), LIMITS)
     assert len(ok.items) == 2500
 

@@ -43,8 +43,11 @@ CODES: Final = {
     "not_found",
     "method_not_allowed",
     "payload_too_large",
+    "unsupported_media_type",
     "overloaded",
 }
+#: Content types read as JSON (anything else is 415); no Content-Type at all is too.
+JSON_TYPES: Final = (b"application/json", b"text/plain", b"application/x-www-form-urlencoded")
 SINGLE_PATHS: Final = [
     f"/v1/{p}"
     for p in (
@@ -536,6 +539,7 @@ async def test_any_request_gets_a_documented_answer(
     check_reply(reply)
     if reply.status == 200:
         ctype = next((v for k, v in req.headers if k == b"content-type"), b"").lower()
+        assert not ctype or ctype.startswith(JSON_TYPES), f"200 for Content-Type {ctype!r}"
         data = _inflated(req)
         assert data is not None, f"200 for a body that does not decompress: {req}"
         form = b"x-www-form-urlencoded" in ctype

@@ -35,8 +35,10 @@ from eventkit_collector.edge import (
     Parsed,
     WriteKeys,
     basic_user,
+    clip,
     decompress,
     error_body,
+    is_form,
     key_id,
     parse_body,
     read_capped,
@@ -50,6 +52,7 @@ from eventkit_collector.edge import (
 )
 from eventkit_collector.envelope import Envelope
 from eventkit_collector.metrics import CollectorMetrics, MetricsServer, install_metrics
+from eventkit_collector.openapi import operation_class
 from eventkit_collector.pipeline import Pipeline
 from eventkit_collector.routes import (
     CREDENTIALED_CORS_HEADERS,
@@ -120,6 +123,8 @@ class Collector:
         self.snowplow_app_ids = frozenset(s.eventkit_snowplow_app_ids)
         self.client_address = ClientAddress(s.eventkit_trusted_proxies)
         self.limits = self.pipeline.limits
+        #: The User-Agent copied into context.userAgent is cut to this many characters.
+        self.max_user_agent = s.eventkit_max_user_agent_bytes
         self.routes: list[Route] = ingest_routes(self.pipeline.type_streams)
 
     # -- lifespan ----------------------------------------------------------------------------
@@ -203,15 +208,13 @@ class Collector:
                 if route.auth == "write_key"
                 else None
             )
+            form = is_form(headers.get("content-type"))  # 415 before the body is read
             cap = wire_cap(route.kind, self.limits)
             wire = data = await read_capped(chunks, headers.get("content-length"), cap)
             encoding = headers.get("content-encoding")
             if encoding:
                 data = decompress(data, encoding, self.limits.max_batch_bytes)
             form_key: str | None = None
-            ctype = headers.get("content-type")
-            # media types are case-insensitive (RFC 9110)
-            form = bool(ctype and ctype[:33].lower() == "application/x-www-form-urlencoded")
             if form:
                 data, form_key = unwrap_form(data)
             # A gzipped JSON body stays compressed in the ring buffer (about 10x smaller).
@@ -229,7 +232,7 @@ class Collector:
                 body=wire if gzipped else data,
                 gzip=gzipped,
                 ip=self._client_ip(peer, headers),
-                user_agent=headers.get("user-agent"),
+                user_agent=clip(headers.get("user-agent"), self.max_user_agent),
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
             )
@@ -404,6 +407,7 @@ class Collector:
             description=route.description or DESCRIPTION,
             media_type=MediaType.JSON,
             tags=["ingest"],
+            operation_class=operation_class(route.kind),
         )(handler)
 
     def _pixel_handler(self, route: Route) -> HTTPRouteHandler:

@@ -69,10 +69,31 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
 ]
 
 
+#: How ``--help`` shows each option's value.
+_METAVARS: dict[str, str] = {
+    "--host": "ADDRESS",
+    "--port": "PORT",
+    "--data-dir": "DIR",
+    "--metrics-port": "PORT",
+    "--workers": "N",
+    "--queue-mode": "{async,pubsub}",
+    "--event-store": "{local,gcs}",
+    "--rules-file": "FILE",
+    "--log-level": "LEVEL",
+}
+
+
 def _add_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     for flag, field, typ, help_text in _OPTIONS:
-        parser.add_argument(flag, dest=field, type=typ, default=default, help=help_text)
+        parser.add_argument(
+            flag,
+            dest=field,
+            type=typ,
+            default=default,
+            metavar=_METAVARS.get(flag),
+            help=help_text,
+        )
     parser.add_argument(
         "--no-metrics",
         dest="eventkit_metrics_enabled",

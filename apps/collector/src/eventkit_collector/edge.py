@@ -130,6 +130,17 @@ def too_large(what: str, limit: str) -> EdgeError:
     return EdgeError(413, "payload_too_large", f"{what}; the limit is {limit}: {_SPLIT_HINT}")
 
 
+def kb(n: int) -> str:
+    """A size in the units the docs use: ``32 KB`` (1 KB = 1,024 bytes), ``40.5 KB``."""
+    if n % 1024 == 0:
+        return f"{n // 1024} KB"
+    return f"{n / 1024:.1f} KB"
+
+
+def empty_body() -> EdgeError:
+    return EdgeError(400, "invalid_json", f"the request body is empty: {_JSON_HINT}")
+
+
 _SPLIT_HINT: Final = "send smaller requests (split the batch) and retry"
 
 
@@ -223,12 +234,14 @@ def parse_body(kind: Kind, data: bytes, limits: Limits) -> Parsed:
     """Check and split a (decompressed, unwrapped) body. Raises :class:`EdgeError`."""
     size = len(data)
     first = _first_byte(data)
-    if kind is Kind.SINGLE and size > limits.max_event_bytes:
-        raise too_large(f"the event is {size} bytes", f"{limits.max_event_bytes} bytes per event")
-    if kind is Kind.COLLECT and first != ord("[") and size > limits.max_event_bytes:
-        raise too_large(f"the event is {size} bytes", f"{limits.max_event_bytes} bytes per event")
+    if first == 0:
+        raise empty_body()
+    if size > limits.max_event_bytes and (
+        kind is Kind.SINGLE or (kind is Kind.COLLECT and first != ord("["))
+    ):
+        raise too_large(f"the event is {kb(size)}", f"{kb(limits.max_event_bytes)} per event")
     if size > limits.max_batch_bytes:
-        raise too_large(f"the body is {size} bytes", f"{limits.max_batch_bytes} bytes per request")
+        raise too_large(f"the body is {kb(size)}", f"{kb(limits.max_batch_bytes)} per request")
     _check_text(data)
     floats, ints = _suspicious_numbers(data)
     if floats or ints:
@@ -261,7 +274,7 @@ def _top(data: bytes) -> _Top:
 def _check_count(n: int, limits: Limits) -> None:
     if n > limits.max_batch_events:
         raise too_large(
-            f"the body holds {n} events", f"{limits.max_batch_events} events per request"
+            f"the body holds {n:,} events", f"{limits.max_batch_events:,} events per request"
         )
 
 
@@ -417,14 +430,19 @@ async def receive_body(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> A
             raise ClientDisconnected
 
 
+#: Read off the wire beyond an endpoint's limit (whitespace, a form wrapper, gzip's header).
+_WIRE_SLACK: Final = 1024
+
+
 def wire_cap(kind: Kind, limits: Limits) -> int:
     """Most bytes read off the wire for an endpoint (a compressed body is never larger)."""
     decoded = limits.max_event_bytes if kind is Kind.SINGLE else limits.max_batch_bytes
-    return decoded + 1024
+    return decoded + _WIRE_SLACK
 
 
 async def read_capped(chunks: AsyncIterator[bytes], content_length: str | None, cap: int) -> bytes:
     """Read a request body, refusing (413) before reading more than ``cap`` bytes."""
+    limit = kb(max(1, cap - _WIRE_SLACK))
     if content_length is not None:
         try:
             declared = int(content_length)
@@ -433,13 +451,13 @@ async def read_capped(chunks: AsyncIterator[bytes], content_length: str | None, 
                 400, "invalid_request", "the Content-Length header is not a number: fix it"
             ) from None
         if declared > cap:
-            raise too_large(f"the body is {declared} bytes", f"{cap} bytes on the wire")
+            raise too_large(f"the body is {kb(declared)}", f"{limit} for this endpoint")
     parts: list[bytes] = []
     total = 0
     async for chunk in chunks:
         total += len(chunk)
         if total > cap:
-            raise too_large(f"the body is over {cap} bytes", f"{cap} bytes on the wire")
+            raise too_large(f"the body is over {kb(cap)}", f"{limit} for this endpoint")
         parts.append(chunk)
     if len(parts) == 1:
         return parts[0]
@@ -487,7 +505,9 @@ def inflate(data: bytes, wbits: int, cap: int, name: str = "gzip") -> bytes:
             ) from None
         total += len(out)
         if total > cap or d.unconsumed_tail:
-            raise too_large("the body is larger after decompression", f"{cap} bytes decompressed")
+            raise too_large(
+                f"the body is over {kb(cap)} after decompression", f"{kb(cap)} decompressed"
+            )
         if not d.eof:
             raise EdgeError(
                 400, "invalid_encoding", f"the {name} body is truncated: send the whole stream"
@@ -506,6 +526,41 @@ def inflate(data: bytes, wbits: int, cap: int, name: str = "gzip") -> bytes:
                 "send only the compressed body",
             )
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+_FORM: Final = "application/x-www-form-urlencoded"
+_TEXT_TYPES: Final = frozenset({"application/json", "text/plain", _FORM})
+
+
+def is_form(content_type: str | None) -> bool:
+    """Whether the body is a form; 415 ``unsupported_media_type`` for a type that is not JSON.
+
+    Accepted: ``application/json`` (and any ``application/*+json``), ``text/plain`` (browser
+    beacons, Segment's browser library), the form type (some SDKs), and no Content-Type at all
+    (``navigator.sendBeacon`` with a buffer sends none): all read as JSON. Anything else
+    (``application/xml``, ``multipart/form-data``, ...) is not what a client of this API sends.
+    """
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()  # case-insensitive (RFC 9110)
+    if media in _TEXT_TYPES or (media.startswith("application/") and media.endswith("+json")):
+        return media == _FORM
+    if not media:
+        return False
+    shown = media if len(media) <= 64 else media[:64] + "..."
+    raise EdgeError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type {shown!r} is not accepted: send JSON as application/json or text/plain "
+        "(or application/x-www-form-urlencoded carrying JSON)",
+    )
+
+
+def clip(value: str | None, limit: int) -> str | None:
+    """A header value copied into events, cut to ``limit`` characters."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit]
 
 
 def unwrap_form(data: bytes) -> tuple[bytes, str | None]:
@@ -600,6 +655,10 @@ def unauthorized() -> EdgeError:
 # --- client address --------------------------------------------------------------------------
 
 
+_MAX_IP: Final = 64
+_MAX_FORWARDED: Final = 1024
+
+
 class ClientAddress:
     """Finds the client IP: the peer, or X-Forwarded-For when the peer is a trusted proxy."""
 
@@ -623,7 +682,10 @@ class ClientAddress:
     def resolve(self, peer: str | None, forwarded_for: str | None) -> str | None:
         if not forwarded_for or not self.enabled or peer is None or not self._trusted(peer):
             return peer
-        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        # A hop is copied into context.ip: only the last few hops are looked at, each clipped
+        # (an IPv6 address with a zone fits in 64 characters).
+        hops = [h.strip()[:_MAX_IP] for h in forwarded_for[-_MAX_FORWARDED:].split(",")]
+        hops = [h for h in hops if h]
         # Walk from the nearest hop: the first one we do not trust is the client.
         for hop in reversed(hops):
             if not self._trusted(hop):

@@ -11,6 +11,7 @@ the collector's router is mounted in a user's own app, or with ``EVENTKIT_INGEST
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, cast
@@ -19,7 +20,7 @@ from eventkit_core import BackpressureError
 from litestar import Litestar
 
 from eventkit_collector.app import Collector, create_app, overloaded
-from eventkit_collector.edge import ClientDisconnected, receive_body
+from eventkit_collector.edge import ClientDisconnected, error_body, receive_body
 from eventkit_collector.pipeline import SATURATED_MESSAGE
 from eventkit_collector.routes import (
     COLLECT_PREFIX,
@@ -52,6 +53,10 @@ _WANTED: Final = frozenset(
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 #: Longest a request waits for room in a saturated pipeline before it is refused (503).
 ROOM_WAIT: Final = 0.25
+_INTERNAL_ERROR: Final = error_body(
+    "internal_error", "the collector failed unexpectedly: retry; it is logged"
+)
+log = logging.getLogger("eventkit_collector")
 #: Distinct origins whose CORS headers are kept ready (the rest are computed per request).
 _ORIGIN_CACHE: Final = 256
 
@@ -139,6 +144,9 @@ class FastIngest:
                 )
             except ClientDisconnected:  # nobody is listening: no answer
                 return
+            except Exception:  # a fault of ours: the JSON 500 of the Litestar app, logged once
+                log.exception("unexpected error on POST %s", scope["path"][:200])
+                status, body, extra = 500, _INTERNAL_ERROR, None
         out = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if origin is not None:
             out += (

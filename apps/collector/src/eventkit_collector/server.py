@@ -4,10 +4,16 @@ With N workers each process binds the port with ``SO_REUSEPORT`` (the kernel spr
 connections), owns ring-buffer shard ``ring/<n>.db`` (claimed with a lock file, so a restarted
 worker picks up its shard's leftovers) and serves metrics on ``metrics port + n``. The parent
 only supervises: it restarts a worker that died and forwards SIGTERM/SIGINT for a graceful drain.
+
+Before anything starts, every port the collector will listen on is tried: a port in use (or one
+it may not bind) ends the start with one line naming the port and the option that changes it,
+and exit code 3. The connection itself is :class:`~eventkit_collector.protocol.EventkitHttpProtocol`
+(JSON error answers from the HTTP layer, header limits, header/body/keep-alive timeouts).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -16,11 +22,18 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
+import uvicorn
 from eventkit_core import ConfigurationError
 
+from eventkit_collector.protocol import ConnectionLimits, EventkitHttpProtocol
 from eventkit_collector.settings import Settings
+
+#: The "cannot start" exit code (documented in the README).
+EXIT_CANNOT_START = 3
 
 log = logging.getLogger("eventkit_collector.server")
 
@@ -46,51 +59,147 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
+class CannotStart(Exception):
+    """The collector cannot start; the message is the one line it prints."""
+
+
+def _bind_problem(exc: OSError, host: str, port: int, what: str, option: str) -> CannotStart:
+    if exc.errno == errno.EADDRINUSE:
+        return CannotStart(
+            f"{what} port {port} on {host} is in use: stop what uses it or choose another "
+            f"port with {option}"
+        )
+    if exc.errno == errno.EACCES:
+        return CannotStart(
+            f"not allowed to listen on {what} port {port} on {host}: use a port above 1023 "
+            f"with {option}"
+        )
+    return CannotStart(
+        f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}; check the address "
+        f"and {option}"
+    )
+
+
+_HTTP_OPTION = "--port / EVENTKIT_PORT"
+_METRICS_OPTION = "--metrics-port / EVENTKIT_METRICS_PORT"
+
+
+def _probe(host: str, port: int, what: str, option: str) -> None:
+    """Bind and release ``host:port`` (as its server will: SO_REUSEADDR, no SO_REUSEPORT)."""
+    try:
+        _socket(host, port, reuse_port=False).close()
+    except OSError as exc:
+        raise _bind_problem(exc, host, port, what, option) from None
+
+
+def check_ports(settings: Settings) -> None:
+    """Every port this collector will listen on can be bound; :class:`CannotStart` if not.
+
+    Without SO_REUSEPORT, so another collector already serving the port is found too.
+    """
+    if settings.eventkit_port:
+        _probe(settings.eventkit_host, settings.eventkit_port, "HTTP", _HTTP_OPTION)
+    if settings.eventkit_metrics_enabled and settings.eventkit_metrics_port:
+        for n in range(settings.eventkit_workers):
+            port = settings.eventkit_metrics_port + n
+            what = "metrics" if settings.eventkit_workers == 1 else f"worker {n}'s metrics"
+            _probe(settings.eventkit_metrics_host, port, what, _METRICS_OPTION)
+
+
+def cannot_start(exc: CannotStart) -> int:
+    print(f"eventkit-collector: cannot start: {exc}", file=sys.stderr, flush=True)
+    return EXIT_CANNOT_START
+
+
+def uvicorn_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn's settings: httptools behind the collector's protocol, limits and timeouts."""
+    protocol = EventkitHttpProtocol.with_limits(
+        ConnectionLimits(
+            max_header_bytes=settings.eventkit_max_header_bytes,
+            max_headers=settings.eventkit_max_headers,
+            header_timeout=settings.eventkit_header_timeout,
+            body_timeout=settings.eventkit_body_timeout,
+        )
+    )
+    return uvicorn.Config(
+        app,
+        host=settings.eventkit_host,
+        port=settings.eventkit_port,
+        loop="uvloop",
+        http=protocol,
+        # No WebSocket endpoint: an Upgrade request is served as plain HTTP (a JSON 404).
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level=settings.eventkit_log_level,
+        timeout_keep_alive=settings.eventkit_keep_alive_timeout,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=int(settings.eventkit_shutdown_timeout),
+        backlog=2048,
+    )
+
+
 def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool = False) -> None:
     """Run one server process until SIGTERM/SIGINT (then drain and flush)."""
-    import uvicorn
-
     from eventkit_collector.app import create_app
-    from eventkit_collector.fastpath import create_asgi
+    from eventkit_collector.fastpath import FastIngest, create_asgi
 
     configure_logging(settings.eventkit_log_level)
     metrics_port = settings.eventkit_metrics_port
     if shard is not None and metrics_port:
         metrics_port += shard
     try:
+        sock = _socket(settings.eventkit_host, settings.eventkit_port, reuse_port)
+    except OSError as exc:
+        problem = _bind_problem(
+            exc, settings.eventkit_host, settings.eventkit_port, "HTTP", _HTTP_OPTION
+        )
+        raise SystemExit(cannot_start(problem)) from None
+    try:
         serve = create_asgi if settings.eventkit_ingest_front else create_app
         app = serve(settings, shard=shard, metrics_port=metrics_port)
     except ConfigurationError as exc:
         log.error("cannot start: %s", exc)
-        raise SystemExit(3) from None
-    config = uvicorn.Config(
-        app,
-        host=settings.eventkit_host,
-        port=settings.eventkit_port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        log_level=settings.eventkit_log_level,
-        timeout_graceful_shutdown=int(settings.eventkit_shutdown_timeout),
-        backlog=2048,
-    )
-    server = uvicorn.Server(config)
-    sock = _socket(settings.eventkit_host, settings.eventkit_port, reuse_port)
-    log.info(
-        "eventkit collector listening on http://%s:%d (shard %s)",
-        settings.eventkit_host,
-        settings.eventkit_port,
-        "auto" if shard is None else shard,
-    )
+        raise SystemExit(EXIT_CANNOT_START) from None
+    collector = app.collector if isinstance(app, FastIngest) else app.state.collector
+    port = sock.getsockname()[1]
+    where = "auto" if shard is None else shard
+
+    def started() -> None:
+        metrics = (
+            f"metrics on http://{settings.eventkit_metrics_host}:{collector.metrics_port}/metrics"
+            if collector.metrics_server is not None
+            else "metrics off"
+        )
+        log.info(
+            "eventkit collector listening on http://%s:%d (shard %s); %s",
+            settings.eventkit_host,
+            port,
+            where,
+            metrics,
+        )
+
+    server = _Server(uvicorn_config(settings, app), started)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers
     # that is a no-op, so a graceful drain exits with status 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _ignore)
     server.run(sockets=[sock])
     if not server.started:
-        raise SystemExit(3)
+        raise SystemExit(EXIT_CANNOT_START)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; says "listening" once it accepts connections (not before)."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
@@ -104,12 +213,16 @@ def _worker_main(settings: Settings, shard: int) -> None:
 def serve(settings: Settings) -> int:
     """Serve with ``settings.eventkit_workers`` processes; returns the exit code."""
     configure_logging(settings.eventkit_log_level)
+    if settings.eventkit_workers > 1 and settings.eventkit_port == 0:
+        log.error("--workers > 1 needs a fixed --port (the workers share it)")
+        return 2
+    try:
+        check_ports(settings)
+    except CannotStart as exc:
+        return cannot_start(exc)
     if settings.eventkit_workers == 1:
         serve_one(settings)
         return 0
-    if settings.eventkit_port == 0:
-        log.error("--workers > 1 needs a fixed --port (the workers share it)")
-        return 2
     return Supervisor(settings).run()
 
 

@@ -81,6 +81,20 @@ class Settings(BaseSettings):
     eventkit_max_event_bytes: int = Field(default=32 * KiB, ge=1)
     eventkit_max_batch_bytes: int = Field(default=500 * KiB, ge=1)
     eventkit_max_batch_events: int = Field(default=2500, ge=1)
+    #: Request line and headers of one request, in bytes (431 / 414 past it).
+    eventkit_max_header_bytes: int = Field(default=16 * KiB, ge=1 * KiB, le=1 * MiB)
+    #: Headers in one request (431 past it).
+    eventkit_max_headers: int = Field(default=100, ge=8, le=10_000)
+    #: The User-Agent header copied into context.userAgent is cut to this many characters.
+    eventkit_max_user_agent_bytes: int = Field(default=1024, ge=0)
+
+    # --- Connection timeouts (seconds) -------------------------------------------------------
+    #: From the first byte of a request (or the connection) to the end of its headers (408).
+    eventkit_header_timeout: float = Field(default=10.0, gt=0)
+    #: From the end of the headers to the end of the body (408).
+    eventkit_body_timeout: float = Field(default=30.0, gt=0)
+    #: An idle keep-alive connection is closed after this long.
+    eventkit_keep_alive_timeout: float = Field(default=5.0, gt=0)
 
     # --- Routing and validation ------------------------------------------------------------
     #: Segment call type -> stream, JSON object; merged over the defaults.

@@ -1,17 +1,20 @@
 """``eventkit-loader``: the command line. Options go after the subcommand (before it works too).
 
-Exit codes: 0 done; 1 some files failed or a backend failed; 2 a usage or settings error.
+Exit codes: 0 done; 1 some files failed or a backend failed; 2 a usage or settings error
+(including a port that ``run`` cannot listen on).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -101,7 +104,10 @@ def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     g = common.add_argument_group("settings (override the environment)")
     g.add_argument(
-        "--data-dir", type=Path, help="data directory shared with the collector [EVENTKIT_DATA_DIR]"
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        help="data directory shared with the collector [EVENTKIT_DATA_DIR]",
     )
     g.add_argument(
         "--event-store", choices=["local", "gcs"], help="where files are [EVENTKIT_EVENT_STORE]"
@@ -109,12 +115,16 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--warehouse", choices=["duckdb", "bigquery"], help="warehouse [EVENTKIT_WAREHOUSE]"
     )
-    g.add_argument("--project", help="Google Cloud project [GCP_PROJECT_ID]")
-    g.add_argument("--bucket", help="GCS bucket [GCP_GCS_BUCKET]")
-    g.add_argument("--prefix", help="object prefix in the bucket [EVENTKIT_GCS_PREFIX]")
-    g.add_argument("--dataset", help="BigQuery dataset [GCP_BIGQUERY_DATASET]")
-    g.add_argument("--table", help="warehouse table [EVENTKIT_WAREHOUSE_TABLE]")
-    g.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [EVENTKIT_LOG_LEVEL]")
+    g.add_argument("--project", metavar="PROJECT", help="Google Cloud project [GCP_PROJECT_ID]")
+    g.add_argument("--bucket", metavar="BUCKET", help="GCS bucket [GCP_GCS_BUCKET]")
+    g.add_argument(
+        "--prefix", metavar="PREFIX", help="object prefix in the bucket [EVENTKIT_GCS_PREFIX]"
+    )
+    g.add_argument("--dataset", metavar="DATASET", help="BigQuery dataset [GCP_BIGQUERY_DATASET]")
+    g.add_argument("--table", metavar="TABLE", help="warehouse table [EVENTKIT_WAREHOUSE_TABLE]")
+    g.add_argument(
+        "--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR [EVENTKIT_LOG_LEVEL]"
+    )
     return common
 
 
@@ -141,17 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
         "Serves /metrics and /health. SIGTERM finishes the current batch and stops.",
     )
     run.add_argument(
-        "--interval", type=_positive_float, help="seconds between passes [EVENTKIT_LOADER_INTERVAL]"
+        "--interval",
+        metavar="SECONDS",
+        type=_positive_float,
+        help="seconds between passes [EVENTKIT_LOADER_INTERVAL]",
     )
-    run.add_argument("--batch-files", type=_batch_files, help=batch_help)
-    run.add_argument("--metrics-port", type=int, help="metrics port [EVENTKIT_METRICS_PORT]")
-    run.add_argument("--metrics-host", help="metrics address [EVENTKIT_METRICS_HOST]")
+    run.add_argument("--batch-files", metavar="N", type=_batch_files, help=batch_help)
+    run.add_argument(
+        "--metrics-port", metavar="PORT", type=int, help="metrics port [EVENTKIT_METRICS_PORT]"
+    )
+    run.add_argument(
+        "--metrics-host", metavar="ADDRESS", help="metrics address [EVENTKIT_METRICS_HOST]"
+    )
     run.add_argument(
         "--profiles-port",
+        metavar="PORT",
         type=int,
         help="serve the Profile API on this port (off by default) [EVENTKIT_PROFILES_PORT]",
     )
-    run.add_argument("--profiles-host", help="Profile API address [EVENTKIT_PROFILES_HOST]")
+    run.add_argument(
+        "--profiles-host", metavar="ADDRESS", help="Profile API address [EVENTKIT_PROFILES_HOST]"
+    )
     run.add_argument(
         "--no-metrics",
         action="store_const",
@@ -166,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Load every stored file that is not loaded yet, then exit: 0 when all loaded, 1 if any "
         "failed.",
     )
-    once.add_argument("--batch-files", type=_batch_files, help=batch_help)
+    once.add_argument("--batch-files", metavar="N", type=_batch_files, help=batch_help)
     once.add_argument("--json", action="store_true", default=False, help="print the result as JSON")
 
     backfill = add(
@@ -175,9 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Load every file stored since DATE that is not loaded yet, showing files and rows.",
     )
     backfill.add_argument(
-        "--since", type=parse_since, required=True, help="YYYY-MM-DD or ISO date-time (UTC)"
+        "--since",
+        metavar="DATE",
+        type=parse_since,
+        required=True,
+        help="YYYY-MM-DD or ISO date-time (UTC)",
     )
-    backfill.add_argument("--batch-files", type=_batch_files, help=batch_help)
+    backfill.add_argument("--batch-files", metavar="N", type=_batch_files, help=batch_help)
     backfill.add_argument(
         "--no-progress", action="store_true", default=False, help="no progress bar"
     )
@@ -212,12 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
         "those that now pass as events (once), and report those that still fail.",
     )
     replay.add_argument(
-        "--stream", type=_stream, required=True, help="stream whose dead letters to replay"
+        "--stream",
+        metavar="STREAM",
+        type=_stream,
+        required=True,
+        help="stream whose dead letters to replay",
     )
     replay.add_argument(
-        "--since", type=parse_since, help="only dead letters received since (YYYY-MM-DD)"
+        "--since",
+        metavar="DATE",
+        type=parse_since,
+        help="only dead letters received since (YYYY-MM-DD)",
     )
-    replay.add_argument("--rules-file", type=Path, help="rules file [EVENTKIT_RULES_FILE]")
+    replay.add_argument(
+        "--rules-file", metavar="FILE", type=Path, help="rules file [EVENTKIT_RULES_FILE]"
+    )
     replay.add_argument(
         "--load",
         action="store_true",
@@ -237,7 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("id", metavar="ID_TYPE:VALUE", help="e.g. user_id:u1")
     profile.add_argument(
-        "--events", type=int, default=10, help="how many of the last events (default 10)"
+        "--events",
+        metavar="N",
+        type=int,
+        default=10,
+        help="how many of the last events (default 10)",
     )
     profile.add_argument("--json", action="store_true", default=False, help="print one JSON object")
 
@@ -324,10 +361,20 @@ async def cmd_run(settings: LoaderSettings) -> int:
     service = _service(settings, telemetry)
     server: MetricsServer | None = None
     if settings.metrics_enabled:
-        server = MetricsServer(
-            telemetry, service.health, settings.metrics_host, settings.metrics_port
-        ).start()
-    profiles = await _start_profiles_api(settings, service)
+        with _listening(
+            settings.metrics_host, settings.metrics_port, "metrics", "--metrics-port", "METRICS"
+        ):
+            # bound here, started (and logged) once the Profile API port is bound too
+            server = MetricsServer(
+                telemetry, service.health, settings.metrics_host, settings.metrics_port
+            )
+    # (if this fails, the bound metrics socket closes with the process: the command ends)
+    with _listening(
+        settings.profiles_host, settings.profiles_port, "Profile API", "--profiles-port", "PROFILES"
+    ):
+        profiles = await _start_profiles_api(settings, service)
+    if server is not None:
+        server.start()
     stop = asyncio.Event()
     restore = _stop_on_signals(stop)
     log.info(
@@ -348,6 +395,20 @@ async def cmd_run(settings: LoaderSettings) -> int:
             service.warehouse.release()  # type: ignore[attr-defined]
         telemetry.shutdown()
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _listening(host: str, port: int | None, what: str, option: str, env: str) -> Iterator[None]:
+    """A port that cannot be bound is a settings error: one line naming the port and option."""
+    try:
+        yield
+    except OSError as exc:
+        how = f"{option} / EVENTKIT_{env}_PORT"
+        if exc.errno == errno.EADDRINUSE:
+            problem = f"{what} port {port} on {host} is in use: choose another with {how}"
+        else:
+            problem = f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}; see {how}"
+        raise ConfigurationError(problem) from None
 
 
 async def _start_profiles_api(settings: LoaderSettings, service: LoaderService) -> Any:
