@@ -46,7 +46,9 @@ def check(response: Any) -> None:
     if status >= 400:
         assert headers.get("content-type", "").startswith("application/json"), status
         body = response.json()
-        assert set(body) == {"code", "message"}, body
+        # eventkit's {"code", "message"}; PostHog's and Amplitude's endpoints answer in their
+        # API's own error shape, which keeps both fields (see eventkit_collector.vendors)
+        assert {"code", "message"} <= set(body), body
         assert body["message"], body
 
 
@@ -73,10 +75,11 @@ def test_no_server_errors_and_json_errors(collector_schema: Any, mode: Generatio
         try:
             run()
         except Unsatisfiable:
-            # nothing can be made wrong in a request without body or parameters (GET /health)
+            # nothing can be made wrong in a request without body or parameters (GET /health,
+            # posthog-js's POST /flags start-up call)
             assert mode is GenerationMode.NEGATIVE, label
-            assert not label.startswith("POST"), f"no negative case for {label}"
+            assert not len(operation.body), f"no negative case for {label}"
             continue
         assert seen.get(label), f"no case ran for {label}"
-    posts = {op.label for op in operations if op.label.startswith("POST")}
+    posts = {op.label for op in operations if op.label.startswith("POST") and len(op.body)}
     assert posts <= set(seen), posts - set(seen)

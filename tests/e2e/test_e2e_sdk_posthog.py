@@ -135,7 +135,7 @@ def _check(all_rows: dict[str, dict[str, Any]], prefix: str) -> None:
     assert (signup["type"], signup["event"]) == ("track", "signup")
     assert json.loads(signup["traits"]) == {"source": "ad"}
     for row in rows.values():
-        assert json.loads(row["extras"])["uuid"] == row["message_id"]
+        assert json.loads(row["payload"])["uuid"] == row["message_id"]
 
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "posthog"
@@ -214,8 +214,11 @@ def _check_js(rows: dict[str, dict[str, Any]], events: list[dict[str, Any]]) -> 
 
 def test_posthog_clients_land_mapped(collector_server: StartCollector) -> None:
     """The Python client (JSON and gzip) and posthog-js's gzip-js, base64 and JSON requests."""
+    # payload=full keeps each original PostHog object, so the test can compare it whole.
     cp = collector_server(
-        EVENTKIT_FLUSH_MAX_AGE="0.3", EVENTKIT_WRITE_KEYS="phc_test,phc_fixture_token"
+        EVENTKIT_FLUSH_MAX_AGE="0.3",
+        EVENTKIT_WRITE_KEYS="phc_test,phc_fixture_token",
+        EVENTKIT_PARQUET_PAYLOAD="full",
     )
     _send(cp.url, gzip=False)
     _send(cp.url, gzip=True)  # Content-Encoding: gzip

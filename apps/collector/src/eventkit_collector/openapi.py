@@ -30,14 +30,37 @@ _SCHEMAS: Final = {
     Kind.COLLECT: Schema(
         one_of=[_OBJECT, Schema(type=OpenAPIType.ARRAY, items=_OBJECT, max_items=2500)]
     ),
+    Kind.SNOWPLOW: Schema(
+        type=OpenAPIType.OBJECT,
+        required=["data"],
+        properties={
+            "schema": Schema(type=OpenAPIType.STRING),
+            "data": Schema(type=OpenAPIType.ARRAY, items=_OBJECT, max_items=2500),
+        },
+    ),
+    Kind.POSTHOG: Schema(
+        one_of=[_OBJECT, Schema(type=OpenAPIType.ARRAY, items=_OBJECT, max_items=2500)]
+    ),
+    Kind.AMPLITUDE: Schema(
+        type=OpenAPIType.OBJECT,
+        required=["events"],
+        properties={
+            "api_key": Schema(type=OpenAPIType.STRING),
+            "events": Schema(type=OpenAPIType.ARRAY, items=_OBJECT, max_items=2500),
+        },
+    ),
 }
 
 
 def operation_class(kind: Kind) -> type[Operation]:
-    """An :class:`Operation` that documents the body of an endpoint of this kind."""
+    """An :class:`Operation` that documents the body of an endpoint of this kind.
+
+    A kind without its own schema (PostHog's and Amplitude's shared ``/batch``) is documented as
+    any JSON object.
+    """
     body = RequestBody(
         required=True,
-        content={"application/json": OpenAPIMediaType(schema=_SCHEMAS[kind])},
+        content={"application/json": OpenAPIMediaType(schema=_SCHEMAS.get(kind, _OBJECT))},
         description=(
             "JSON; the same as text/plain (beacons) or in a form field; gzip or deflate; any "
             "JSON is accepted (what does not fit is dead-lettered)"
