@@ -37,8 +37,11 @@ def rounds(ci: int, long: int) -> int:
     return long if LONG else ci
 
 
-def batch_body(events: int, tag: str) -> tuple[list[str], dict[str, Any]]:
-    """A /v1/batch body of ``events`` track/identify calls with fresh message ids."""
+def batch_body(events: int, tag: str, pad: int = 0) -> tuple[list[str], dict[str, Any]]:
+    """A /v1/batch body of ``events`` track/identify calls with fresh message ids.
+
+    ``pad``: characters of random hex added to each track's properties (to fill disks faster).
+    """
     ids = [str(uuid.uuid4()) for _ in range(events)]
     items: list[dict[str, Any]] = []
     for n, message_id in enumerate(ids):
@@ -59,7 +62,7 @@ def batch_body(events: int, tag: str) -> tuple[list[str], dict[str, Any]]:
                     "type": "track",
                     "userId": user,
                     "event": "Clicked",
-                    "properties": {"n": n, "tag": tag},
+                    "properties": {"n": n, "tag": tag, "pad": os.urandom(pad // 2).hex()},
                     "messageId": message_id,
                 }
             )
@@ -94,7 +97,9 @@ class LoadGen:
         rate: float = 40.0,
         timeout: float = 10.0,
         path: str = "/v1/batch",
+        pad: int = 0,
     ) -> None:
+        self.pad = pad
         self.url = url
         self.batch = batch
         self.rate = rate
@@ -142,7 +147,7 @@ class LoadGen:
     def _next(self) -> tuple[list[str], dict[str, Any]]:
         if self._retry:
             return self._retry.pop(0)
-        ids, body = batch_body(self.batch, tag=f"r{self.requests}")
+        ids, body = batch_body(self.batch, tag=f"r{self.requests}", pad=self.pad)
         with self.lock:
             self.books.sent.update(ids)
         return ids, body
