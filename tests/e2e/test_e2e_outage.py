@@ -165,6 +165,7 @@ def _raw_ids(emulator: BigQueryEmulator, dataset: str) -> Counter[str]:
         return Counter(str(r["message_id"]) for r in rows)
 
 
+@pytest.mark.timeout(600)  # local-bigquery is slow: seconds per load job on a busy machine
 def test_bigquery_down_under_the_loader_backs_off_resumes_and_loads_each_file_once(
     gcs_emulator: GcsEmulator, gcs_bucket: str, tmp_path: Path
 ) -> None:
@@ -179,7 +180,7 @@ def test_bigquery_down_under_the_loader_backs_off_resumes_and_loads_each_file_on
 
             asyncio.run(go())
 
-        write(0, 40)  # 4 files before the outage
+        write(0, 20)  # 2 files before the outage
         common = [
             *("--event-store", "gcs", "--bucket", gcs_bucket, "--prefix", "pre"),
             *("--project", bq.project, "--dataset", dataset),
@@ -200,24 +201,24 @@ def test_bigquery_down_under_the_loader_backs_off_resumes_and_loads_each_file_on
             return log.read_text().count("batch 1:") >= n
 
         try:
-            wait_until(lambda: sum(_raw_ids(bq, dataset).values()) == 40, 180, "first load")
-            write(40, 40)  # 4 more files: the next pass loads them one per batch
+            wait_until(lambda: sum(_raw_ids(bq, dataset).values()) == 20, 180, "first load")
+            write(20, 20)  # 2 more files: the next pass loads them one per batch
             wait_until(lambda: batches_started(2), 180, "the second pass's first batch")
             _control(bq).stop()  # mid-pass: its next batch meets the outage
             time.sleep(5)  # the outage's length (an input of the test, not a wait)
             _control(bq).start()
-            wait_until(lambda: sum(_raw_ids(bq, dataset).values()) >= 80, 240, "the rest")
-            write(80, 20)  # and files after the outage still load
-            wait_until(lambda: sum(_raw_ids(bq, dataset).values()) >= 100, 240, "new files")
+            wait_until(lambda: sum(_raw_ids(bq, dataset).values()) >= 40, 240, "the rest")
+            write(40, 10)  # and a file after the outage still loads
+            wait_until(lambda: sum(_raw_ids(bq, dataset).values()) >= 50, 240, "new files")
         finally:
             loader.terminate()
             loader.wait(60)
         raw = _raw_ids(bq, dataset)
         text = log.read_text()
         status = run_loader("status", *common, "--json", env=env)
-    assert set(raw) == {f"m-{i}" for i in range(100)}, text[-4000:]
+    assert set(raw) == {f"m-{i}" for i in range(50)}, text[-4000:]
     assert max(raw.values()) == 1, text[-4000:]  # each file loaded once
     assert loader.returncode == 0, text[-4000:]
     assert status.returncode == 0, status.stderr
     info = json.loads(status.stdout)
-    assert (info["loaded"], info["pending"]) == (10, 0), info
+    assert (info["loaded"], info["pending"]) == (5, 0), info
