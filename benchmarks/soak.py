@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,8 @@ def sample(collector: Collector, gens: list[LoadGen], t0: float) -> dict[str, fl
 def soak(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="eventkit-soak-"))
     with run_gcs(work / "gcs") as gcs:
-        assert gcs.control is not None
+        control = gcs.control
+        assert control is not None
         bucket = gcs.create_bucket()
         collector = Collector(work, gcs, bucket)
         collector.start()
@@ -140,25 +142,36 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         samples: list[dict[str, float]] = []
         events: list[dict[str, float | str]] = []
         t0 = time.monotonic()
-        next_kill, next_outage = args.kill_every, args.outage_every
-        for g in gens:
-            g.__enter__()
-        try:
-            while (now := time.monotonic() - t0) < args.duration:
+        done = threading.Event()
+
+        def faults() -> None:
+            """Kills and outages on their schedule, in a thread: sampling never pauses."""
+            next_kill, next_outage = args.kill_every, args.outage_every
+            while not done.wait(0.2):
+                now = time.monotonic() - t0
                 if now >= next_kill:
                     collector.kill()
                     collector.start()
                     events.append({"t": round(now, 1), "what": "collector SIGKILL + restart"})
                     next_kill += args.kill_every
                 if now >= next_outage:
-                    gcs.control.stop()
-                    time.sleep(args.outage_seconds)  # the outage's length
-                    gcs.control.start()
+                    control.stop()
+                    done.wait(args.outage_seconds)  # the outage's length
+                    control.start()
                     events.append({"t": round(now, 1), "what": "GCS emulator stopped + started"})
                     next_outage += args.outage_every
+
+        for g in gens:
+            g.__enter__()
+        chaos = threading.Thread(target=faults, name="soak-faults", daemon=True)
+        chaos.start()
+        try:
+            while time.monotonic() - t0 < args.duration:
                 samples.append(sample(collector, gens, t0))
                 time.sleep(args.sample_every)
         finally:
+            done.set()
+            chaos.join(180)
             for g in gens:
                 g.stop()
         books = [g.snapshot() for g in gens]
@@ -183,6 +196,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(["python -m benchmarks.soak", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "duration_s": args.duration,
+        "short_run": args.duration < 3600,
         "target_events_per_s": round(args.events_per_s, 1),
         "reached_events_per_s": round(len(acked) / elapsed, 1) if elapsed else 0.0,
         "acknowledged": len(acked),
