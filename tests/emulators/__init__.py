@@ -8,7 +8,7 @@ Downloaded parts are cached per user outside the checkout (see :func:`cache_root
 ``python -m tests.emulators install`` prepares them up-front.
 """
 
-from tests.emulators._common import PROJECT, EmulatorError, cache_root
+from tests.emulators._common import PROJECT, EmulatorControl, EmulatorError, cache_root
 from tests.emulators.bigquery import BigQueryEmulator, run_bigquery, short_retry
 from tests.emulators.gcs import GcsEmulator, run_gcs
 from tests.emulators.pubsub import PubSubEmulator, run_pubsub
@@ -16,6 +16,7 @@ from tests.emulators.pubsub import PubSubEmulator, run_pubsub
 __all__ = [
     "PROJECT",
     "BigQueryEmulator",
+    "EmulatorControl",
     "EmulatorError",
     "GcsEmulator",
     "PubSubEmulator",

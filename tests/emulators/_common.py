@@ -7,6 +7,7 @@ import fcntl
 import functools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -192,6 +193,69 @@ def start_on_free_ports(
             continue
         return process, ports
     raise AssertionError("unreachable")
+
+
+class EmulatorControl:
+    """Stop and start again (on the same ports), or pause and resume, one emulator.
+
+    For fault tests, on an emulator of their own: the session's emulators are shared by every
+    test. ``stop`` ends the process (connections refused; fake-gcs-server and local-bigquery
+    keep their files, the Pub/Sub emulator loses its in-memory state); ``pause`` freezes it
+    with SIGSTOP (connections hang, nothing is lost), ``resume`` thaws it.
+    """
+
+    def __init__(
+        self,
+        process: EmulatorProcess,
+        launch: Callable[[list[int]], EmulatorProcess],
+        ready: Callable[[list[int]], bool],
+        ports: list[int],
+        timeout: float,
+        hint: str = "",
+    ) -> None:
+        self.process = process
+        self._launch = launch
+        self._ready = ready
+        self.ports = ports
+        self._timeout = timeout
+        self._hint = hint
+        self.paused = False
+
+    def stop(self) -> None:
+        self.resume()
+        self.process.stop()
+
+    def start(self) -> None:
+        """Start it again on its ports and wait until it answers (no-op when running)."""
+        if self.process.alive():
+            return
+        self.process = self._launch(self.ports)
+        self.process.wait_ready(
+            functools.partial(self._ready, self.ports), self._timeout, self._hint
+        )
+
+    def pause(self) -> None:
+        if self.process.alive() and not self.paused:
+            os.kill(self.process.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            if self.process.alive():
+                os.kill(self.process.pid, signal.SIGCONT)
+
+
+def start_controllable(
+    count: int,
+    launch: Callable[[list[int]], EmulatorProcess],
+    ready: Callable[[list[int]], bool],
+    timeout: float,
+    hint: str = "",
+) -> EmulatorControl:
+    """:func:`start_on_free_ports`, returning a control that can stop and restart it."""
+    process, ports = start_on_free_ports(count, launch, ready, timeout, hint)
+    return EmulatorControl(process, launch, ready, ports, timeout, hint)
 
 
 def run_checked(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> str:

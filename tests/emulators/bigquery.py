@@ -36,13 +36,14 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.emulators._common import (
     LOCALHOST,
     PROJECT,
+    EmulatorControl,
     EmulatorError,
     EmulatorProcess,
     anonymous_credentials,
@@ -51,7 +52,7 @@ from tests.emulators._common import (
     make_venv,
     pip_install,
     run_checked,
-    start_on_free_ports,
+    start_controllable,
     stderr_log,
     tcp_open,
     venv_python,
@@ -201,6 +202,8 @@ class BigQueryEmulator:
     data_dir: Path
     gcs: GcsEmulator
     project: str = PROJECT
+    #: Stop / restart / pause it: only on an emulator of a test's own (see EmulatorControl).
+    control: EmulatorControl | None = field(default=None, compare=False, repr=False)
 
     @property
     def grpc_address(self) -> str:
@@ -262,7 +265,8 @@ def run_bigquery(workdir: Path, gcs: GcsEmulator) -> Iterator[BigQueryEmulator]:
             f"http://{LOCALHOST}:{ports[0]}/bigquery/v2/projects/{PROJECT}/datasets"
         )
 
-    process, (port, grpc_port) = start_on_free_ports(2, launch, ready, START_TIMEOUT)
+    control = start_controllable(2, launch, ready, START_TIMEOUT)
+    port, grpc_port = control.ports
     try:
         yield BigQueryEmulator(
             endpoint=f"http://{LOCALHOST}:{port}",
@@ -270,6 +274,7 @@ def run_bigquery(workdir: Path, gcs: GcsEmulator) -> Iterator[BigQueryEmulator]:
             grpc_port=grpc_port,
             data_dir=data_dir,
             gcs=gcs,
+            control=control,
         )
     finally:
-        process.stop()
+        control.stop()

@@ -6,13 +6,14 @@ import contextlib
 import platform
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.emulators._common import (
     LOCALHOST,
     PROJECT,
+    EmulatorControl,
     EmulatorError,
     EmulatorProcess,
     anonymous_credentials,
@@ -20,7 +21,7 @@ from tests.emulators._common import (
     http_ok,
     make_venv,
     pip_install,
-    start_on_free_ports,
+    start_controllable,
     stderr_log,
 )
 
@@ -71,6 +72,8 @@ class GcsEmulator:
     port: int
     root: Path  # filesystem root: the bucket directories
     project: str = PROJECT
+    #: Stop / restart / pause it: only on an emulator of a test's own (see EmulatorControl).
+    control: EmulatorControl | None = field(default=None, compare=False, repr=False)
 
     def client(self) -> storage.Client:
         """A google.cloud.storage.Client talking to this emulator."""
@@ -114,8 +117,11 @@ def run_gcs(workdir: Path) -> Iterator[GcsEmulator]:
     def ready(ports: list[int]) -> bool:
         return http_ok(f"http://{LOCALHOST}:{ports[0]}/storage/v1/b?project={PROJECT}")
 
-    process, (port,) = start_on_free_ports(1, launch, ready, START_TIMEOUT)
+    control = start_controllable(1, launch, ready, START_TIMEOUT)
+    (port,) = control.ports
     try:
-        yield GcsEmulator(endpoint=f"http://{LOCALHOST}:{port}", port=port, root=root)
+        yield GcsEmulator(
+            endpoint=f"http://{LOCALHOST}:{port}", port=port, root=root, control=control
+        )
     finally:
-        process.stop()
+        control.stop()

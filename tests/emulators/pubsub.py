@@ -6,17 +6,18 @@ import contextlib
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.emulators._common import (
     LOCALHOST,
     PROJECT,
+    EmulatorControl,
     EmulatorError,
     EmulatorProcess,
     http_ok,
-    start_on_free_ports,
+    start_controllable,
     tcp_open,
 )
 
@@ -68,6 +69,8 @@ class PubSubEmulator:
     host: str  # 127.0.0.1:PORT
     port: int
     project: str = PROJECT
+    #: Pause / resume (or stop: state is in memory) it: only on an emulator of a test's own.
+    control: EmulatorControl | None = field(default=None, compare=False, repr=False)
 
     def publisher(self, **kwargs: Any) -> pubsub_v1.PublisherClient:
         """A PublisherClient on this emulator (``publisher_options=...`` etc. pass through)."""
@@ -120,8 +123,9 @@ def run_pubsub(workdir: Path) -> Iterator[PubSubEmulator]:
             f"http://{LOCALHOST}:{ports[0]}/v1/projects/{PROJECT}/topics"
         )
 
-    process, (port,) = start_on_free_ports(1, launch, ready, START_TIMEOUT, hint=INSTALL_HINT)
+    control = start_controllable(1, launch, ready, START_TIMEOUT, hint=INSTALL_HINT)
+    (port,) = control.ports
     try:
-        yield PubSubEmulator(host=f"{LOCALHOST}:{port}", port=port)
+        yield PubSubEmulator(host=f"{LOCALHOST}:{port}", port=port, control=control)
     finally:
-        process.stop()
+        control.stop()

@@ -155,6 +155,8 @@ class Pipeline:
         self.started = False
         self._namespace = ""
         self.accepted_requests = 0
+        #: The error code of the ring buffer's refusals while they last (logged once).
+        self._refusing: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -258,10 +260,23 @@ class Pipeline:
         ring = self.ring
         if ring is None:
             raise PipelineStateError("the pipeline is not started: await start() first")
-        entry_id = await ring.append(encode_envelope(env))  # RingBufferFullError: backpressure
+        try:
+            entry_id = await ring.append(encode_envelope(env))
+        except BackpressureError as exc:  # full (entries or disk), or busy: nothing was written
+            self._refusing_since(exc)
+            raise
+        if self._refusing is not None:
+            log.info("the ring buffer takes appends again (after %s)", self._refusing)
+            self._refusing = None
         self._queue(_Pending(entry_id, env, parsed, len(env.body) if size is None else size))
         self.accepted_requests += 1
         return entry_id
+
+    def _refusing_since(self, exc: BackpressureError) -> None:
+        """Say once (per stretch of refusals, per reason) why new requests get 503."""
+        if self._refusing != exc.code:
+            self._refusing = exc.code
+            log.warning("new requests get 503 until this clears: %s", exc)
 
     def _queue(self, item: _Pending) -> None:
         self._pending.append(item)

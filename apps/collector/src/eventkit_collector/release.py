@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
-from eventkit_core import SourceId, StoredFile
+from eventkit_core import EventkitError, SourceId, StoredFile
 
 log = logging.getLogger("eventkit_collector.release")
 
@@ -126,7 +126,7 @@ class ReleaseTracker:
             ids, self._ready = self._ready, []
             try:
                 await ring.mark_published(ids)
-            except Exception:
+            except Exception as exc:
                 failures += 1
                 self._ready[:0] = ids
                 if self._closing and failures >= _CLOSING_ATTEMPTS:
@@ -137,8 +137,17 @@ class ReleaseTracker:
                         failures,
                     )
                     return
-                log.exception("mark_published failed for %d entries; retrying", len(ids))
+                if failures == 1:  # once per failing stretch, not on every retry
+                    log.warning(
+                        "releasing %d ring-buffer entries failed; retrying until it works: %s",
+                        len(ids),
+                        exc,
+                        # A library error (a full disk) says it all; anything else is a bug.
+                        exc_info=None if isinstance(exc, EventkitError) else exc,
+                    )
                 await asyncio.sleep(self.retry_delay)
                 continue
+            if failures:
+                log.info("releasing ring-buffer entries works again")
             failures = 0
             self.released += len(ids)

@@ -399,7 +399,9 @@ class EventLoader:
                     kind,
                     name,
                     failure,
-                    exc_info=failure,
+                    # An OSError (a full disk, a refused connection) says it all in its message:
+                    # a traceback would only bury that line.
+                    exc_info=None if isinstance(failure, OSError) else failure,
                 )
             self._failing.add(key)
             await asyncio.sleep(delay)
