@@ -46,6 +46,7 @@ from eventkit_collector.envelope import Envelope
 from eventkit_collector.metrics import CollectorMetrics, MetricsServer, install_metrics
 from eventkit_collector.pipeline import Pipeline
 from eventkit_collector.routes import DESCRIPTION, Route, cors_config, ingest_routes, path_stream
+from eventkit_collector.segment_cdn import SegmentCdn
 from eventkit_collector.settings import Settings
 from eventkit_collector.wiring import build_pipeline
 
@@ -266,6 +267,9 @@ class Collector:
             return _json(200 if ok else 503, msgspec.json.encode(body))
 
         out.extend([health, ready])
+        s = self.settings
+        cdn = SegmentCdn(self.keys, s.eventkit_segment_bundles_dir, s.eventkit_public_url)
+        out.extend(cdn.handlers())
         return out
 
     def _handler(self, route: Route) -> HTTPRouteHandler:
