@@ -95,13 +95,21 @@ class Run:
         return bool(row["anonymous_id"] == self.sent[0]["anonymousId"])
 
 
-def run_page(browser: Browser, url: str, origins: tuple[str, ...]) -> Run:
+def run_page(
+    browser: Browser,
+    url: str,
+    origins: tuple[str, ...],
+    hold: Callable[[Run], object] | None = None,
+) -> Run:
+    """Open ``url``, wait for its calls; ``hold(run)`` runs before the page closes."""
     with browser.page() as (page, log):
         page.goto(url)
         wait_for(page, "window.sent || window.failed")
         failed = page.evaluate("window.failed || null")
         assert failed is None, f"{failed}\n{log.errors}"
         run = Run(page.evaluate("window.sent"), log, page.evaluate("navigator.userAgent"))
+        if hold is not None:  # e.g. until a retrying SDK's events have landed
+            hold(run)
     assert not log.foreign(*origins), f"requests outside the test: {log.foreign(*origins)}"
     return run
 

@@ -1,0 +1,75 @@
+"""Every SDK retries what an overloaded collector answers, and its events land exactly once.
+
+A :class:`~tests.compat.fault_proxy.FaultProxy` in front of the real collector answers the first
+ingest requests as an overloaded collector does (503, the ``overloaded`` JSON body, Retry-After),
+then passes everything through. Each SDK runs with its default retry settings. "Exactly once" is
+the warehouse's view (distinct message ids, as the ``events`` view dedupes); the refused requests
+never reached the collector, so the files hold no duplicates either, and the test checks that too.
+Which statuses each SDK retries and which it drops is in the root README (read from their source).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.clients.browser import Browser, Site
+from tests.compat.conftest import landed, rows
+from tests.compat.fault_proxy import FaultProxy
+from tests.compat.sdk_scripts import CALLS
+from tests.compat.test_browser_segment import Run, run_page, snippet_page
+from tests.compat.test_server_sdks import SDKS, check_rows, prefixed, send
+from tests.e2e.conftest import CollectorProcess
+
+#: Refused requests before the proxy lets requests through.
+REFUSE = 2
+
+
+def stored_once(collector: CollectorProcess, where: Callable[[dict[str, Any]], bool]) -> None:
+    """No message id is stored twice (in the files, not only after dedupe)."""
+    counts = Counter(r["message_id"] for r in rows(collector.data_dir) if where(r))
+    assert counts
+    assert max(counts.values()) == 1, counts
+
+
+@pytest.mark.parametrize(("lang", "sdk"), SDKS)
+def test_server_sdk_retries_503(
+    collector: CollectorProcess, fault_proxy: Callable[..., FaultProxy], lang: str, sdk: str
+) -> None:
+    proxy = fault_proxy(collector.url, REFUSE)
+    prefix = f"retry-{sdk}-{lang}-{uuid.uuid4().hex[:8]}"
+    assert send(lang, sdk, proxy.url, prefix) == []
+    assert len(proxy.refused) == REFUSE
+    check_rows(landed(collector, len(CALLS), prefixed(prefix)), prefix, lang, sdk)
+    stored_once(collector, prefixed(prefix))
+
+
+@pytest.mark.parametrize("strategy", ["standard", "batching"])
+def test_analytics_js_retries_503(
+    collector: CollectorProcess,
+    fault_proxy: Callable[..., FaultProxy],
+    browser: Browser,
+    site: Site,
+    strategy: str,
+) -> None:
+    """analytics.js retries 503s (with backoff) while the page stays open."""
+    proxy = fault_proxy(collector.url, REFUSE)
+    config: dict[str, Any] = {"size": 3, "timeout": 300} if strategy == "batching" else {}
+    delivery: dict[str, Any] = {"config": config}
+    if strategy == "batching":
+        delivery["strategy"] = "batching"
+    options = {"integrations": {"Segment.io": {"deliveryStrategy": delivery}}}
+    url = site.add(f"/retry-{strategy}.html", snippet_page(proxy.url, options))
+    stored: dict[str, dict[str, Any]] = {}
+
+    def until_landed(run: Run) -> None:
+        stored.update(landed(collector, 3, run.mine))
+
+    run = run_page(browser, url, (site.url, proxy.url), hold=until_landed)
+    assert set(stored) == {e["messageId"] for e in run.sent}
+    assert len(proxy.refused) == REFUSE
+    stored_once(collector, run.mine)
