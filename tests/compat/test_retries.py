@@ -73,3 +73,19 @@ def test_analytics_js_retries_503(
     assert set(stored) == {e["messageId"] for e in run.sent}
     assert len(proxy.refused) == REFUSE
     stored_once(collector, run.mine)
+
+
+def test_a_drop_status_is_seen_as_a_drop(
+    collector: CollectorProcess, fault_proxy: Callable[..., FaultProxy]
+) -> None:
+    """The control: answered 501 (a status Segment's SDKs drop), the batch is lost and reported.
+
+    This is why the collector answers every transient failure with 503 (or 500), never with a
+    status some SDK drops: the same proxy with 503 above loses nothing.
+    """
+    proxy = fault_proxy(collector.url, 1, status=501)
+    errors = send("python", "segment", proxy.url, f"drop-{uuid.uuid4().hex[:8]}")
+    assert errors
+    assert "501" in errors[0]
+    assert proxy.refused
+    assert not [p for p in proxy.passed if p.startswith("POST")]

@@ -94,22 +94,21 @@ class SegmentCdn:
         self.public_url = public_url
 
     def handlers(self) -> list[HTTPRouteHandler]:
+        # Path parameters are read from the request, not the signature (as app.py does).
         @get(
             "/v1/projects/{write_key:str}/settings",
             summary="Segment analytics.js CDN settings (apiHost = this collector)",
             tags=["segment-cdn"],
         )
-        async def segment_settings(
-            request: Request[Any, Any, Any], write_key: str
-        ) -> Response[bytes]:
-            return self.settings(request, write_key)
+        async def segment_settings(request: Request[Any, Any, Any]) -> Response[bytes]:
+            return self.settings(request, request.path_params["write_key"])
 
         @get(
             "/analytics.js/v1/{write_key:str}/analytics.min.js",
             summary="analytics.js standalone script (from EVENTKIT_SEGMENT_BUNDLES_DIR)",
             tags=["segment-cdn"],
         )
-        async def segment_script(write_key: str) -> Response[bytes]:
+        async def segment_script() -> Response[bytes]:
             return self.file("standalone.js", _SHORT)
 
         @get(
@@ -117,8 +116,8 @@ class SegmentCdn:
             summary="analytics.js chunk bundles (from EVENTKIT_SEGMENT_BUNDLES_DIR)",
             tags=["segment-cdn"],
         )
-        async def segment_bundle(name: str) -> Response[bytes]:
-            return self.file(name, _IMMUTABLE)
+        async def segment_bundle(request: Request[Any, Any, Any]) -> Response[bytes]:
+            return self.file(request.path_params["name"], _IMMUTABLE)
 
         return [segment_settings, segment_script, segment_bundle]
 
