@@ -99,7 +99,11 @@ class PageLog:
 
 
 class Browser:
-    """One headless Chromium; :meth:`page` opens a fresh context (no shared storage)."""
+    """One headless Chromium; :meth:`page` opens a fresh context (no shared storage).
+
+    Close it before any asyncio code runs in this thread: playwright's sync API keeps its event
+    loop running here until :meth:`close` (so a pytest fixture holding one is module-scoped).
+    """
 
     def __init__(self) -> None:
         self._pw = sync_playwright().start()

@@ -115,8 +115,10 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorPro
     cp.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: playwright's sync API keeps an event loop running in this
+    # thread until it stops, and every asyncio test run meanwhile would fail to start its own.
     b = Browser()
     yield b
     b.close()
