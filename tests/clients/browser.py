@@ -87,6 +87,8 @@ class PageLog:
 
     requests: list[tuple[str, str]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    #: ``(status, method, url)`` of every answer.
+    responses: list[tuple[int, str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def to(self, base: str) -> list[tuple[str, str]]:
@@ -112,17 +114,18 @@ class Browser:
         )
 
     @contextlib.contextmanager
-    def page(self) -> Iterator[tuple[Page, PageLog]]:
+    def page(self, user_agent: str | None = None) -> Iterator[tuple[Page, PageLog]]:
         """A fresh page and the log of what it does.
 
         Requests are not intercepted (playwright's routing changes how keepalive requests are
         sent); the machine's network is closed anyway, and :meth:`PageLog.foreign` tells a test
         whether an SDK tried a vendor's host.
         """
-        context = self._browser.new_context()
+        context = self._browser.new_context(user_agent=user_agent)
         log = PageLog()
         page = context.new_page()
         page.on("request", lambda req: log.requests.append((req.method, req.url)))
+        page.on("response", lambda r: log.responses.append((r.status, r.request.method, r.url)))
         page.on("requestfailed", lambda req: log.failed.append(f"{req.method} {req.url}"))
         page.on(
             "console",
