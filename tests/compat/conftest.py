@@ -29,6 +29,8 @@ from tests.e2e.conftest import CollectorProcess, free_port, wait_until
 FAST_FLUSH = {"EVENTKIT_FLUSH_MAX_AGE": "0.2", "EVENTKIT_METRICS_ENABLED": "false"}
 #: The write key every SDK is configured with (auth is on: a wrong key would be a 401).
 WRITE_KEY = "compat-write-key"
+#: Snowplow trackers send no key: with keys on, the collector accepts these app ids.
+SNOWPLOW_APP_ID = "compat-web"
 
 
 def umd_dir() -> Path:
@@ -109,6 +111,7 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorPro
         **FAST_FLUSH,
         "EVENTKIT_WRITE_KEYS": WRITE_KEY,
         "EVENTKIT_SEGMENT_BUNDLES_DIR": str(umd_dir()),
+        "EVENTKIT_SNOWPLOW_APP_IDS": SNOWPLOW_APP_ID,
     }
     cp = start_collector(root / "data", root / "collector.log", env)
     yield cp

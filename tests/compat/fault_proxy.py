@@ -97,8 +97,11 @@ class FaultProxy:
             req.send_header("Content-Type", "application/json")
             req.send_header("Content-Length", str(len(OVERLOADED)))
             req.send_header("Retry-After", self.retry_after)
-            if origin:  # as the collector's CORS headers: the browser may read the answer
-                req.send_header("Access-Control-Allow-Origin", "*")
+            if origin:  # CORS headers, so the browser lets the SDK read the 503 (credentials
+                # too: Snowplow's tracker sends cookies, and "*" is refused with them)
+                req.send_header("Access-Control-Allow-Origin", origin)
+                req.send_header("Access-Control-Allow-Credentials", "true")
+                req.send_header("Vary", "Origin")
             req.end_headers()
             req.wfile.write(OVERLOADED)
             return
