@@ -9,10 +9,11 @@ app, build a :class:`Collector` and include its router and lifespan::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -20,6 +21,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from eventkit_core import BackpressureError, ConfigurationError, ErrorStore, EventStore
 from litestar import Litestar, MediaType, Request, Response, Router, get, post
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
@@ -30,6 +32,7 @@ from eventkit_collector.edge import (
     ClientAddress,
     ClientDisconnected,
     EdgeError,
+    Parsed,
     WriteKeys,
     basic_user,
     decompress,
@@ -38,6 +41,9 @@ from eventkit_collector.edge import (
     parse_body,
     read_capped,
     receive_body,
+    snowplow_app_ids,
+    snowplow_pixel_body,
+    snowplow_unauthorized,
     unauthorized,
     unwrap_form,
     wire_cap,
@@ -45,7 +51,16 @@ from eventkit_collector.edge import (
 from eventkit_collector.envelope import Envelope
 from eventkit_collector.metrics import CollectorMetrics, MetricsServer, install_metrics
 from eventkit_collector.pipeline import Pipeline
-from eventkit_collector.routes import DESCRIPTION, Route, cors_config, ingest_routes, path_stream
+from eventkit_collector.routes import (
+    CREDENTIALED_CORS_HEADERS,
+    DESCRIPTION,
+    Route,
+    cors_config,
+    credentialed_cors,
+    credentialed_paths,
+    ingest_routes,
+    path_stream,
+)
 from eventkit_collector.segment_cdn import SegmentCdn
 from eventkit_collector.settings import Settings
 from eventkit_collector.wiring import build_pipeline
@@ -101,6 +116,7 @@ class Collector:
         self.metrics_port = s.eventkit_metrics_port if metrics_port is None else metrics_port
         self.metrics_server: MetricsServer | None = None
         self.keys = WriteKeys(s.eventkit_write_keys)
+        self.snowplow_app_ids = frozenset(s.eventkit_snowplow_app_ids)
         self.client_address = ClientAddress(s.eventkit_trusted_proxies)
         self.limits = self.pipeline.limits
         self.routes: list[Route] = ingest_routes(self.pipeline.type_streams)
@@ -179,7 +195,11 @@ class Collector:
         try:
             stream = path_stream(path_name or "") if route.stream_from_path else route.stream
             self.pipeline.check_capacity()
-            write_key_id = self._header_key(headers.get("authorization"), query)
+            write_key_id = (
+                self._header_key(headers.get("authorization"), query)
+                if route.auth == "write_key"
+                else None
+            )
             cap = wire_cap(route.kind, self.limits)
             wire = data = await read_capped(chunks, headers.get("content-length"), cap)
             encoding = headers.get("content-encoding")
@@ -194,7 +214,9 @@ class Collector:
             # A gzipped JSON body stays compressed in the ring buffer (about 10x smaller).
             gzipped = not form and data is not wire and wire[:2] == b"\x1f\x8b"
             parsed = parse_body(route.kind, data, self.limits)
-            if write_key_id is None:
+            if route.auth == "snowplow_app_id":
+                self._check_snowplow_app_ids(parsed)
+            elif write_key_id is None:
                 write_key_id = self._body_key(parsed.write_key or form_key)
             request_id = headers.get("x-request-id")
             env = Envelope(
@@ -244,6 +266,26 @@ class Collector:
             raise unauthorized()
         return found
 
+    def _check_snowplow_app_ids(self, parsed: Parsed) -> None:
+        """With write keys on, every event of a Snowplow request must name an allowed app id."""
+        if not self.keys.enabled:
+            return
+        refused = {a for a in snowplow_app_ids(parsed) if a not in self.snowplow_app_ids}
+        if refused:
+            raise snowplow_unauthorized(refused)
+
+    async def ingest_pixel(
+        self, headers: Mapping[str, str], query: bytes, peer: str | None, route: Route
+    ) -> Answer:
+        """``GET /i``: the query parameters are the event (stored as a one-event tp2 body)."""
+        try:
+            body = snowplow_pixel_body(query)
+        except EdgeError as exc:
+            return exc.status, exc.body(), exc.headers or None
+        # A GET has no body: headers that would describe one must not apply to ours.
+        kept = {k: v for k, v in headers.items() if not k.lower().startswith("content-")}
+        return await self.ingest_raw(kept, b"", peer, _one_chunk(body), route)
+
     def _client_ip(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
         if not self.client_address.enabled:
             return peer
@@ -273,6 +315,8 @@ class Collector:
         return out
 
     def _handler(self, route: Route) -> HTTPRouteHandler:
+        if route.pixel:
+            return self._pixel_handler(route)
         if route.stream_from_path:
 
             async def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -297,6 +341,33 @@ class Collector:
             tags=["ingest"],
         )(handler)
 
+    def _pixel_handler(self, route: Route) -> HTTPRouteHandler:
+        async def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
+            start = time.perf_counter()
+            client = request.scope.get("client")
+            answer = await self.ingest_pixel(
+                request.headers,
+                request.scope.get("query_string", b""),
+                client[0] if client else None,
+                route,
+            )
+            status, body, media_type, headers = pixel_answer(answer, request.headers.get("accept"))
+            if self.metrics is not None:
+                self.metrics.request(route.label, "GET", status, time.perf_counter() - start)
+            return Response(
+                content=body, status_code=status, media_type=media_type, headers=headers
+            )
+
+        handler.__name__ = "ingest_snowplow_pixel"
+        return get(
+            list(route.paths),
+            summary=route.summary,
+            description="Answers a 1x1 GIF (200); errors keep their status, as JSON "
+            '{"code", "message"} unless the Accept header asks for an image. Events that do not '
+            "map go to the dead letters.",
+            tags=["ingest"],
+        )(handler)
+
     def router(self, path: str = "/") -> Router:
         """A Litestar :class:`Router` with every endpoint, to include in your own app."""
         return Router(path=path, route_handlers=self.handlers())
@@ -311,6 +382,41 @@ class Collector:
                 route.label, "POST", response.status_code or 200, time.perf_counter() - start
             )
         return response
+
+
+async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+#: A transparent 1x1 GIF: what a tracking pixel answers.
+PIXEL_GIF: Final = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_PIXEL_HEADERS: Final = {"Cache-Control": "no-cache, no-store, must-revalidate"}
+
+
+def _wants_image(accept: str | None) -> bool:
+    # An <img> asks for image/*; an HTTP client (the Python tracker) sends */* and reads JSON.
+    if not accept:
+        return False
+    return "image/" in accept and "application/json" not in accept
+
+
+def pixel_answer(answer: Answer, accept: str | None) -> tuple[int, bytes, str, dict[str, str]]:
+    """``(status, body, media type, headers)`` of a pixel request's answer.
+
+    Success is the GIF. An error keeps its status; its body is the GIF when the client asks for
+    an image (the code is then in ``X-Eventkit-Error``), else the JSON ``{"code", "message"}``.
+    """
+    status, body, extra = answer
+    headers = {**_PIXEL_HEADERS, **(extra or {})}
+    if status == 200:
+        return status, PIXEL_GIF, "image/gif", headers
+    if _wants_image(accept):
+        try:
+            headers["X-Eventkit-Error"] = str(msgspec.json.decode(body)["code"])
+        except (msgspec.DecodeError, KeyError, TypeError):
+            headers["X-Eventkit-Error"] = "error"
+        return status, PIXEL_GIF, "image/gif", headers
+    return status, body, JSON, headers
 
 
 def _path(request: Request[Any, Any, Any]) -> str:
@@ -376,6 +482,28 @@ async def _cors_refusal_as_json(message: Any, scope: Any) -> None:
         message["more_body"] = False
 
 
+def _credentialed_cors_hook(
+    config: CORSConfig | None, paths: frozenset[str]
+) -> Callable[[Any, Any], Awaitable[None]]:
+    """``before_send``: on credentialed endpoints (Snowplow), preflights and answers echo the
+    allowed Origin with ``Access-Control-Allow-Credentials: true`` instead of Litestar's ``*``."""
+
+    async def hook(message: Any, scope: Any) -> None:
+        if message["type"] != "http.response.start" or scope.get("path") not in paths:
+            return
+        origin = next((v for k, v in scope.get("headers", ()) if k.lower() == b"origin"), None)
+        if origin is None:
+            return
+        kept = [
+            (k, v)
+            for k, v in message.get("headers", ())
+            if k.lower() not in CREDENTIALED_CORS_HEADERS
+        ]
+        message["headers"] = kept + credentialed_cors(config, origin)
+
+    return hook
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -396,7 +524,10 @@ def create_app(
         ),
         logging_config=None,
         request_max_body_size=None,
-        before_send=[_cors_refusal_as_json],
+        before_send=[
+            _cors_refusal_as_json,
+            _credentialed_cors_hook(cors, credentialed_paths(collector.routes)),
+        ],
     )
     app.state.collector = collector
     return app

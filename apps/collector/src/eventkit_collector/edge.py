@@ -54,6 +54,9 @@ class Kind(Enum):
     SINGLE = "single"
     #: ``/v1/batch``: ``{"batch": [...], "context": ..., "integrations": ..., "sentAt": ...}``.
     BATCH = "batch"
+    #: Snowplow tp2: ``{"schema": ".../payload_data/...", "data": [events]}`` (``GET /i``'s query
+    #: parameters are stored in the same shape, see :func:`snowplow_pixel_body`).
+    SNOWPLOW = "snowplow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +230,8 @@ def parse_body(kind: Kind, data: bytes, limits: Limits) -> Parsed:
         _full_check(data, ints)
     if kind is Kind.BATCH:
         return _parse_batch(data, first, limits)
+    if kind is Kind.SNOWPLOW:
+        return _parse_snowplow(data, first, limits)
     write_key: str | None = None
     if first == ord("{"):
         top = _top(data)
@@ -298,6 +303,80 @@ def _parse_batch(data: bytes, first: int, limits: Limits) -> Parsed:
         batch_integrations=top.integrations or None,
         batch_sent_at=top.sentAt,
         write_key=write_key,
+    )
+
+
+# --- Snowplow (tp2) --------------------------------------------------------------------------
+
+
+class _SnowplowTop(msgspec.Struct):
+    data: list[msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+
+
+class _SnowplowAppId(msgspec.Struct):
+    aid: Any = None
+
+
+_SNOWPLOW_TOP: Final = msgspec.json.Decoder(_SnowplowTop)
+_SNOWPLOW_APP_ID: Final = msgspec.json.Decoder(_SnowplowAppId)
+SNOWPLOW_PAYLOAD_SCHEMA: Final = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
+
+
+def _parse_snowplow(data: bytes, first: int, limits: Limits) -> Parsed:
+    """A tp2 body: its ``data`` array's items; anything else JSON is unfit (dead-lettered)."""
+    if first != ord("{"):
+        _decode(_SKIP, data)
+        return Parsed(items=[msgspec.Raw(data)], unfit="a tp2 body must be a JSON object")
+    try:
+        top: _SnowplowTop = _decode(_SNOWPLOW_TOP, data)
+    except msgspec.ValidationError:  # 'data' is not an array
+        _decode(_SKIP, data)
+        return Parsed(items=[msgspec.Raw(data)], unfit="the tp2 'data' must be an array")
+    if top.data is msgspec.UNSET:
+        return Parsed(items=[msgspec.Raw(data)], unfit="the tp2 body has no 'data' array")
+    _check_count(len(top.data), limits)
+    return Parsed(items=top.data)
+
+
+def snowplow_pixel_body(query: bytes) -> bytes:
+    """``GET /i``'s query parameters as a tp2 body (one event): what is stored and parsed.
+
+    The first value of a repeated parameter wins. A query that is not UTF-8 once unescaped is
+    a 400 ``invalid_request``.
+    """
+    try:
+        pairs = parse_qsl(query.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeError:
+        raise EdgeError(
+            400, "invalid_request", "the query string is not UTF-8 once unescaped: fix the tracker"
+        ) from None
+    event: dict[str, str] = {}
+    for name, value in pairs:
+        event.setdefault(name, value)
+    return _ENCODER.encode({"schema": SNOWPLOW_PAYLOAD_SCHEMA, "data": [event]})
+
+
+def snowplow_app_ids(parsed: Parsed) -> set[str | None]:
+    """The app ids (``aid``) of a tp2 body's events (``None`` for an event without one)."""
+    if parsed.unfit is not None:
+        return {None}
+    out: set[str | None] = set()
+    for item in parsed.items:
+        try:
+            aid = _SNOWPLOW_APP_ID.decode(item).aid
+        except (msgspec.DecodeError, RecursionError):  # not an object: no app id
+            aid = None
+        out.add(aid if isinstance(aid, str) else None)
+    return out
+
+
+def snowplow_unauthorized(app_ids: set[str | None]) -> EdgeError:
+    shown = ", ".join(sorted(repr(a) for a in app_ids))
+    return EdgeError(
+        401,
+        "unauthorized",
+        f"snowplow app id(s) {shown[:200]} not allowed: write keys are on, so Snowplow events "
+        "are accepted only from the app ids (aid) listed in EVENTKIT_SNOWPLOW_APP_IDS",
     )
 
 

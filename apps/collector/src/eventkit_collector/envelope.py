@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import msgspec
 from eventkit_core import DEFAULT_STREAM, RawEvent, stable_message_id
+from eventkit_validators.endpoints import INVALID_SNOWPLOW, SNOWPLOW
+from eventkit_validators.snowplow import call_type as snowplow_call_type
 
 from eventkit_collector.adapter import INVALID_BATCH
 from eventkit_collector.edge import EdgeError, Kind, Limits, Parsed, inflate, parse_body
@@ -64,6 +66,8 @@ def kind_of(source: str) -> Kind:
         return Kind.COLLECT
     if source == "batch":
         return Kind.BATCH
+    if source == SNOWPLOW:
+        return Kind.SNOWPLOW
     return Kind.SINGLE
 
 
@@ -105,6 +109,10 @@ def reparse(env: Envelope, limits: Limits) -> Parsed:
         return Parsed(items=[msgspec.Raw(data)], unfit=exc.message)
 
 
+#: Source of the one dead letter a body of the wrong shape becomes (it stays refused on replay).
+_UNFIT_SOURCES: Final = {"batch": INVALID_BATCH, SNOWPLOW: INVALID_SNOWPLOW}
+
+
 def to_raw_events(
     entry_id: int,
     env: Envelope,
@@ -112,9 +120,16 @@ def to_raw_events(
     *,
     namespace: str,
     type_streams: Mapping[str, str],
+    source_type_streams: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[RawEvent]:
-    """The RawEvents of one envelope; ``source_id`` is the entry id."""
+    """The RawEvents of one envelope; ``source_id`` is the entry id.
+
+    ``source_type_streams``: per-source call type -> stream, where a source has its own.
+    """
     source = env.source
+    if source == SNOWPLOW and parsed.unfit is None:
+        streams = (source_type_streams or {}).get(SNOWPLOW, type_streams)
+        return snowplow_raw_events(entry_id, env, parsed, namespace=namespace, type_streams=streams)
     stream = env.stream
     common: dict[str, Any] = {
         "received_at": env.received_at,
@@ -129,7 +144,7 @@ def to_raw_events(
             RawEvent(
                 payload=parsed.items[0],
                 stream=stream or DEFAULT_STREAM,
-                source=INVALID_BATCH if source == "batch" else source,
+                source=_UNFIT_SOURCES.get(source, source),
                 message_id=stable_message_id(namespace, entry_id, 0),
                 key="",
                 **common,
@@ -181,6 +196,55 @@ def to_raw_events(
                 batch_context=context,
                 batch_integrations=integrations,
                 batch_sent_at=sent_at,
+                source_id=entry_id,
+            )
+        )
+    return out
+
+
+class _SnowplowPeek(msgspec.Struct):
+    e: Any = None
+    eid: Any = None
+    uid: Any = None
+    duid: Any = None
+    nuid: Any = None
+    tnuid: Any = None
+
+
+_SNOWPLOW_PEEK: Final = msgspec.json.Decoder(_SnowplowPeek)
+_SNOWPLOW_EMPTY: Final = _SnowplowPeek()
+
+
+def snowplow_raw_events(
+    entry_id: int,
+    env: Envelope,
+    parsed: Parsed,
+    *,
+    namespace: str,
+    type_streams: Mapping[str, str],
+) -> list[RawEvent]:
+    """The RawEvents of a Snowplow tp2 envelope: each event's stream from its type (``e``),
+    its messageId from ``eid``, its routing key from its user / device ids."""
+    out: list[RawEvent] = []
+    for index, item in enumerate(parsed.items):
+        try:
+            p = _SNOWPLOW_PEEK.decode(item)
+        except (msgspec.DecodeError, RecursionError):  # not an object: the adapter dead-letters it
+            p = _SNOWPLOW_EMPTY
+        kind = snowplow_call_type(p.e)
+        key = next((t for t in map(_text, (p.uid, p.duid, p.nuid, p.tnuid)) if t), None)
+        out.append(
+            RawEvent(
+                payload=item,
+                stream=type_streams.get(kind, DEFAULT_STREAM) if kind else DEFAULT_STREAM,
+                received_at=env.received_at,
+                source=SNOWPLOW,
+                write_key_id=env.write_key_id,
+                ip=env.ip,
+                user_agent=env.user_agent,
+                request_id=env.request_id,
+                message_id=_text(p.eid) or stable_message_id(namespace, entry_id, index),
+                key=key,
                 source_id=entry_id,
             )
         )

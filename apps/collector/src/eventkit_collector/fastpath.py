@@ -19,7 +19,13 @@ from litestar import Litestar
 
 from eventkit_collector.app import Collector, create_app
 from eventkit_collector.edge import ClientDisconnected, receive_body
-from eventkit_collector.routes import COLLECT_PREFIX, Route, cors_config, exact_paths
+from eventkit_collector.routes import (
+    COLLECT_PREFIX,
+    Route,
+    cors_config,
+    credentialed_cors,
+    exact_paths,
+)
 from eventkit_collector.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -67,6 +73,10 @@ class _Cors:
         if len(self._cache) < _ORIGIN_CACHE:
             self._cache[origin] = out
         return out
+
+    def credentialed(self, origin: bytes) -> Headers:
+        """The headers of a credentialed endpoint (Snowplow): the Origin echoed, never ``*``."""
+        return credentialed_cors(self._config, origin)
 
 
 class FastIngest:
@@ -118,7 +128,9 @@ class FastIngest:
             return
         out = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if origin is not None:
-            out += self._cors.headers(origin)
+            out += (
+                self._cors.credentialed(origin) if route.credentials else self._cors.headers(origin)
+            )
         if extra:
             out += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": out})

@@ -2,7 +2,9 @@
 
 A :class:`Route` says how an endpoint's body is read (:class:`~eventkit_collector.edge.Kind`),
 which adapter its events go to (``source``) and which stream they land in. ``/collect/{stream}``
-takes its stream from the path (:data:`COLLECT_STREAM`).
+takes its stream from the path (:data:`COLLECT_STREAM`). Snowplow's two paths
+(:func:`snowplow_routes`) authenticate by app id, allow CORS credentials, and ``GET /i`` answers
+a pixel.
 """
 
 from __future__ import annotations
@@ -34,12 +36,22 @@ class Route:
     #: The metric label (bounded: the canonical path or the template).
     label: str
     kind: Kind
-    #: Which adapter reads the events: ``collect``, ``batch`` or a Segment call.
+    #: Which adapter reads the events: ``collect``, ``batch``, a Segment call or ``snowplow``.
     source: str
     #: Stream of every event; ``None`` on ``/v1/batch`` (each item goes by its type) and on
     #: ``/collect/{stream}`` (from the path).
     stream: str | None
     summary: str
+    #: The HTTP method (Snowplow's pixel is the one ``GET``).
+    method: str = "POST"
+    #: ``"write_key"``, or ``"snowplow_app_id"``: Snowplow sends no key; with write keys on, its
+    #: events must name an allowed app id (``EVENTKIT_SNOWPLOW_APP_IDS``).
+    auth: str = "write_key"
+    #: CORS answers echo the Origin with ``Access-Control-Allow-Credentials: true`` (the
+    #: Snowplow JavaScript tracker sends cookies).
+    credentials: bool = False
+    #: Answer a 1x1 GIF (``GET /i``).
+    pixel: bool = False
 
     @property
     def stream_from_path(self) -> bool:
@@ -88,12 +100,53 @@ def ingest_routes(type_streams: Mapping[str, str]) -> list[Route]:
             "Segment batch: items routed by their own type",
         )
     )
+    routes.extend(snowplow_routes())
     return routes
 
 
+SNOWPLOW_SOURCE: Final = "snowplow"
+SNOWPLOW_POST_PATH: Final = "/com.snowplowanalytics.snowplow/tp2"
+SNOWPLOW_PIXEL_PATH: Final = "/i"
+
+
+def snowplow_routes() -> list[Route]:
+    """Snowplow's tracker protocol: tp2 POST bodies and the ``GET /i`` pixel."""
+    return [
+        Route(
+            (SNOWPLOW_POST_PATH,),
+            SNOWPLOW_POST_PATH,
+            Kind.SNOWPLOW,
+            SNOWPLOW_SOURCE,
+            None,
+            "Snowplow tp2 payload_data: events routed by their type (e)",
+            auth="snowplow_app_id",
+            credentials=True,
+        ),
+        Route(
+            (SNOWPLOW_PIXEL_PATH,),
+            SNOWPLOW_PIXEL_PATH,
+            Kind.SNOWPLOW,
+            SNOWPLOW_SOURCE,
+            None,
+            "Snowplow tp1 pixel: one event in the query parameters; answers a 1x1 GIF",
+            method="GET",
+            pixel=True,
+            auth="snowplow_app_id",
+            credentials=True,
+        ),
+    ]
+
+
+def credentialed_paths(routes: list[Route]) -> frozenset[str]:
+    """Paths whose CORS answers allow credentials (echoed Origin, never ``*``)."""
+    return frozenset(path for r in routes if r.credentials for path in r.paths)
+
+
 def exact_paths(routes: list[Route]) -> dict[str, Route]:
-    """Every fixed path -> its route (the front's lookup table)."""
-    return {path: r for r in routes if not r.stream_from_path for path in r.paths}
+    """Every fixed POST path -> its route (the front's lookup table)."""
+    return {
+        path: r for r in routes if not r.stream_from_path and r.method == "POST" for path in r.paths
+    }
 
 
 def path_stream(name: str) -> str:
@@ -114,6 +167,27 @@ def cors_config(origins: list[str]) -> CORSConfig | None:
         allow_headers=["*"],
         max_age=86400,
     )
+
+
+#: The CORS response headers a credentialed endpoint sets (and replaces where Litestar set them).
+CREDENTIALED_CORS_HEADERS: Final = frozenset(
+    {b"access-control-allow-origin", b"access-control-allow-credentials", b"vary"}
+)
+
+
+def credentialed_cors(config: CORSConfig | None, origin: bytes) -> list[tuple[bytes, bytes]]:
+    """CORS headers of a credentialed endpoint's answer to ``origin`` (none if not allowed).
+
+    With credentials the Origin is echoed, never ``*`` (browsers refuse ``*`` with credentials),
+    even when every origin is allowed.
+    """
+    if config is None or not config.is_origin_allowed(origin.decode("latin-1")):
+        return []
+    return [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-credentials", b"true"),
+        (b"vary", b"Origin"),
+    ]
 
 
 DESCRIPTION: Final = (

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     )
     eventkit_rules_file: Path | None = None
 
+    # --- Snowplow ---------------------------------------------------------------------------
+    #: With write keys on, the app ids (``aid``) whose Snowplow events are accepted (Snowplow
+    #: trackers send no key); others get 401. Unused while write keys are off.
+    eventkit_snowplow_app_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Call type -> stream for Snowplow events, JSON object; merged over EVENTKIT_TYPE_STREAMS.
+    eventkit_snowplow_type_streams: dict[str, str] = Field(default_factory=dict)
+
     # --- Pipeline ---------------------------------------------------------------------------
     eventkit_partitions: int = Field(default=8, ge=1, le=1024)
     eventkit_queue_max_depth: int = Field(default=10_000, ge=1)
@@ -115,7 +122,11 @@ class Settings(BaseSettings):
     eventkit_metrics_host: str = "127.0.0.1"
 
     @field_validator(
-        "eventkit_write_keys", "eventkit_cors_origins", "eventkit_trusted_proxies", mode="before"
+        "eventkit_write_keys",
+        "eventkit_cors_origins",
+        "eventkit_trusted_proxies",
+        "eventkit_snowplow_app_ids",
+        mode="before",
     )
     @classmethod
     def _lists(cls, value: Any) -> Any:
@@ -133,6 +144,21 @@ class Settings(BaseSettings):
         for stream in merged.values():
             validate_stream(stream)
         return merged
+
+    @field_validator("eventkit_snowplow_type_streams", mode="before")
+    @classmethod
+    def _snowplow_type_streams(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, dict):
+            for stream in value.values():
+                validate_stream(stream)
+        return value
+
+    @property
+    def snowplow_type_streams(self) -> dict[str, str]:
+        """Call type -> stream of Snowplow events: EVENTKIT_TYPE_STREAMS with the overrides."""
+        return {**self.eventkit_type_streams, **self.eventkit_snowplow_type_streams}
 
     @model_validator(mode="after")
     def _backends(self) -> Settings:

@@ -193,6 +193,7 @@ def build_pipeline(
         ring_dir=settings.ring_dir,
         limits=limits(settings),
         type_streams=dict(settings.eventkit_type_streams),
+        source_type_streams={"snowplow": settings.snowplow_type_streams},
         workers=settings.eventkit_workers,
         shard=shard,
         max_pending_requests=settings.eventkit_max_pending_requests,

@@ -1,4 +1,4 @@
-"""Schema adapters (Segment, schemaless, the endpoint table), rules and validators for eventkit."""
+"""Schema adapters (Segment, Snowplow, schemaless, the endpoint table), rules and validators for eventkit."""
 
 from importlib.metadata import version as _version
 
@@ -7,6 +7,8 @@ from eventkit_validators.core import AdapterCore, Message
 from eventkit_validators.endpoints import (
     ENDPOINTS,
     INVALID_BATCH,
+    INVALID_SNOWPLOW,
+    SNOWPLOW,
     AdapterKind,
     Endpoint,
     EndpointAdapter,
@@ -23,6 +25,7 @@ from eventkit_validators.rules import (
     parse_rules,
 )
 from eventkit_validators.segment import SegmentSchemaAdapter
+from eventkit_validators.snowplow import SnowplowAdapter
 from eventkit_validators.validators import (
     RequiredFieldsValidator,
     TimestampValidator,
@@ -40,7 +43,9 @@ __all__ = [
     "ALL_STREAMS",
     "ENDPOINTS",
     "INVALID_BATCH",
+    "INVALID_SNOWPLOW",
     "RULE_TYPES",
+    "SNOWPLOW",
     "AdapterCore",
     "AdapterKind",
     "Endpoint",
@@ -51,6 +56,7 @@ __all__ = [
     "RuleSet",
     "RulesAdapter",
     "SegmentSchemaAdapter",
+    "SnowplowAdapter",
     "TimestampValidator",
     "TypeCheckValidator",
     "ValidationFailure",

@@ -28,6 +28,7 @@ from eventkit_core import (
 from eventkit_validators.generic import GenericAdapter
 from eventkit_validators.rules import RulesAdapter, RuleSet, load_rules
 from eventkit_validators.segment import SegmentSchemaAdapter
+from eventkit_validators.snowplow import SnowplowAdapter
 
 #: ``RawEvent.source`` of a whole body that is JSON but not of its endpoint's shape (a
 #: ``/v1/batch`` body without a ``batch`` array of objects). It is a dead letter, and stays one
@@ -39,6 +40,19 @@ INVALID_BATCH_ERROR: Final = AdaptError(
     message="a /v1/batch body must be a JSON object with a 'batch' array of event objects",
 )
 
+#: ``RawEvent.source`` of a Snowplow tp2 event (``POST /com.snowplowanalytics.snowplow/tp2``,
+#: ``GET /i``).
+SNOWPLOW: Final = "snowplow"
+#: ``RawEvent.source`` of a Snowplow body that is JSON but not ``{"schema", "data": [...]}``.
+INVALID_SNOWPLOW: Final = "invalid_snowplow"
+
+INVALID_SNOWPLOW_ERROR: Final = AdaptError(
+    code=INVALID_SNOWPLOW,
+    message="snowplow: a tp2 body must be a JSON object "
+    '{"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4", '
+    '"data": [event objects]}',
+)
+
 
 class AdapterKind(Enum):
     """The adapter an endpoint's events go through."""
@@ -46,6 +60,8 @@ class AdapterKind(Enum):
     SEGMENT = "segment"
     GENERIC = "generic"
     REFUSE = "refuse"
+    SNOWPLOW = "snowplow"
+    REFUSE_SNOWPLOW = "refuse_snowplow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +81,14 @@ def _table() -> Mapping[str, Endpoint]:
     table["batch"] = Endpoint(AdapterKind.SEGMENT, None)
     table["collect"] = Endpoint(AdapterKind.GENERIC, DEFAULT_STREAM)
     table[INVALID_BATCH] = Endpoint(AdapterKind.REFUSE, DEFAULT_STREAM)
+    _add_snowplow(table)
     return MappingProxyType(table)
+
+
+def _add_snowplow(table: dict[str, Endpoint]) -> None:
+    # Each tp2 event goes by its call type (see eventkit_validators.snowplow.call_type).
+    table[SNOWPLOW] = Endpoint(AdapterKind.SNOWPLOW, None)
+    table[INVALID_SNOWPLOW] = Endpoint(AdapterKind.REFUSE_SNOWPLOW, DEFAULT_STREAM)
 
 
 #: ``RawEvent.source`` -> its :class:`Endpoint`. A source not listed is treated as a Segment call.
@@ -117,11 +140,11 @@ class EndpointAdapter:
     """Adapts each event with the adapter of its endpoint (``RawEvent.source``).
 
     Segment calls go to :class:`SegmentSchemaAdapter`, ``/collect`` events to
-    :class:`GenericAdapter`, both wrapped by :class:`RulesAdapter` when rules are given
+    :class:`GenericAdapter`, Snowplow tp2 events to :class:`SnowplowAdapter`, each wrapped by :class:`RulesAdapter` when rules are given
     (``rules``, or a TOML ``rules_file``); an :data:`INVALID_BATCH` body keeps failing.
     """
 
-    __slots__ = ("_by_kind", "generic", "segment")
+    __slots__ = ("_by_kind", "generic", "segment", "snowplow")
 
     def __init__(
         self,
@@ -134,15 +157,20 @@ class EndpointAdapter:
             rules = load_rules(rules_file)
         segment: SchemaAdapter = SegmentSchemaAdapter(max_event_bytes=max_event_bytes)
         generic: SchemaAdapter = GenericAdapter(max_event_bytes=max_event_bytes)
+        snowplow: SchemaAdapter = SnowplowAdapter(max_event_bytes=max_event_bytes)
         if rules is not None:
             segment = RulesAdapter(segment, rules)
             generic = RulesAdapter(generic, rules)
+            snowplow = RulesAdapter(snowplow, rules)
         self.segment = segment
         self.generic = generic
+        self.snowplow = snowplow
         self._by_kind: dict[AdapterKind, SchemaAdapter] = {
             AdapterKind.SEGMENT: segment,
             AdapterKind.GENERIC: generic,
             AdapterKind.REFUSE: _Refuse(INVALID_BATCH_ERROR),
+            AdapterKind.SNOWPLOW: snowplow,
+            AdapterKind.REFUSE_SNOWPLOW: _Refuse(INVALID_SNOWPLOW_ERROR),
         }
 
     def adapter_for(self, raw: RawEvent) -> SchemaAdapter:
