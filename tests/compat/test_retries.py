@@ -10,6 +10,7 @@ Which statuses each SDK retries and which it drops is in the root README (read f
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from typing import Any
 import pytest
 
 from tests.clients.browser import Browser, Site
-from tests.compat.conftest import landed, rows
+from tests.clients import run_python_client
+from tests.compat.conftest import SNOWPLOW_APP_ID, landed, rows
 from tests.compat.fault_proxy import FaultProxy
 from tests.compat.sdk_scripts import CALLS
 from tests.compat.test_browser_segment import Run, run_page, snippet_page
@@ -89,3 +91,39 @@ def test_a_drop_status_is_seen_as_a_drop(
     assert "501" in errors[0]
     assert proxy.refused
     assert not [p for p in proxy.passed if p.startswith("POST")]
+
+
+# snowplow-tracker re-buffers a failed batch and retries it from its own timer thread; the script
+# polls (with a deadline) until its buffer is empty and no retry is pending.
+SNOWPLOW_SCRIPT = r"""
+import json, os, sys, time
+from snowplow_tracker import Emitter, Tracker
+from snowplow_tracker.events import PageView, StructuredEvent
+
+emitter = Emitter(os.environ["COLLECTOR"], protocol="http", method="post", batch_size=10)
+tracker = Tracker("sp-retry", emitter, app_id=os.environ["APP_ID"])
+ids = [
+    tracker.track(PageView(page_url="https://shop.example/cart", page_title="Cart")),
+    tracker.track(StructuredEvent(category="checkout", action="add-to-basket")),
+]
+tracker.flush()
+deadline = time.monotonic() + 60
+while emitter.event_store.size() or emitter.retry_timer.is_active():
+    if time.monotonic() > deadline:
+        sys.exit("snowplow-tracker still had events after 60 s")
+    time.sleep(0.05)
+print(json.dumps(ids))
+"""
+
+
+def test_snowplow_python_retries_503(
+    collector: CollectorProcess, fault_proxy: Callable[..., FaultProxy]
+) -> None:
+    proxy = fault_proxy(collector.url, REFUSE)
+    env = {"COLLECTOR": proxy.url.removeprefix("http://"), "APP_ID": SNOWPLOW_APP_ID}
+    done = run_python_client("snowplow", SNOWPLOW_SCRIPT, env, timeout=90.0)
+    ids = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert len(proxy.refused) == REFUSE
+    stored = landed(collector, len(ids), lambda r: r["message_id"] in ids)
+    assert {r["type"] for r in stored.values()} == {"page", "track"}
+    stored_once(collector, lambda r: r["message_id"] in ids)
