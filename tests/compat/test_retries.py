@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.clients.browser import Browser, Site
 from tests.clients import run_python_client
+from tests.clients.browser import Browser, Site
 from tests.compat.conftest import SNOWPLOW_APP_ID, landed, rows
 from tests.compat.fault_proxy import FaultProxy
 from tests.compat.sdk_scripts import CALLS
