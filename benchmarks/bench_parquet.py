@@ -4,8 +4,9 @@ Run from the repository root::
 
     uv run python benchmarks/bench_parquet.py [--events 50000] [--repeat 5]
 
-Prints the figures and writes them to ``benchmarks/results/parquet.json``. The events are
-analytics.js-like and varied: track / page / identify / screen / group / alias calls over a few
+Prints the figures and writes them to ``benchmarks/results/parquet.json``, with the layout
+before ``extras`` (``payload="full"``, zstd level 1) measured in the same run. The events are
+analytics.js-like and varied (``writeKey`` and ``_metadata`` too, which go to ``extras``): track / page / identify / screen / group / alias calls over a few
 thousand users, with nested ``properties``, ``traits`` and ``context`` (library, page, userAgent,
 campaign, device), each built the way an adapter builds them (nested JSON kept as msgspec.Raw).
 """
@@ -55,6 +56,7 @@ PAGES = [
     ("/checkout", "Checkout - Acme"),
     ("/account/settings", "Settings - Acme"),
 ]
+WRITE_KEY = "wk_3Fz8PqLx0aBcD2eF"
 REFERRERS = ["", "https://www.google.com/", "https://news.ycombinator.com/", "https://t.co/abc"]
 CAMPAIGNS = [None, None, None, {"name": "spring_sale", "source": "newsletter", "medium": "email"}]
 PRODUCTS = [
@@ -180,6 +182,9 @@ def make_events(count: int, seed: int = 7, users: int = 3000) -> list[TypedEvent
             "sentAt": _iso(sent),
             "context": context,
             "integrations": {},
+            # what analytics.js adds to every event: no column holds these (they go to extras)
+            "writeKey": WRITE_KEY,
+            "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []},
         }
         if p["userId"]:
             payload["userId"] = p["userId"]
@@ -253,6 +258,19 @@ def _rates(n: int, best: float, median: float, cpu: float) -> dict[str, int]:
     }
 
 
+def _by_column(data: bytes, count: int) -> dict[str, float]:
+    """Compressed bytes per event of each column of the Parquet ``data``."""
+    metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+    columns: dict[str, float] = {}
+    for i in range(metadata.num_columns):
+        total = sum(
+            metadata.row_group(g).column(i).total_compressed_size
+            for g in range(metadata.num_row_groups)
+        )
+        columns[metadata.row_group(0).column(i).path_in_schema] = round(total / count, 2)
+    return columns
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -279,6 +297,17 @@ def main() -> None:
     rates["conversion_plus_write_one_stream_flush_of_10000"] = _rates(
         len(flush), *_best(lambda: table_to_parquet_bytes(events_to_table(flush)), args.repeat)
     )
+    # Before extras: the whole original object in `payload` too, zstd level 1 (this version's
+    # conversion, which also computes extras: a slightly pessimistic "before").
+    rates["before_payload_full_level_1_one_stream_flush_of_10000"] = _rates(
+        len(flush),
+        *_best(
+            lambda: table_to_parquet_bytes(
+                events_to_table(flush, payload="full"), compression_level=1
+            ),
+            args.repeat,
+        ),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         files = LocalFiles(tmp)
         names = iter(range(10**6))
@@ -294,29 +323,34 @@ def main() -> None:
         return round(len(data) / count, 1)
 
     flush_table = events_to_table(flush)
+    full_table = events_to_table(flush, payload="full")
+
+    def flush_size(source: pa.Table = flush_table, **options: Any) -> float:
+        return per_event(table_to_parquet_bytes(source, **options), len(flush))
+
     sizes = {
         "all_streams_one_file": per_event(table_to_parquet_bytes(table), n),
-        "one_stream_flush_of_10000": per_event(table_to_parquet_bytes(flush_table), len(flush)),
-        "one_stream_flush_of_10000_sorted": per_event(
-            table_to_parquet_bytes(flush_table, sort=True), len(flush)
+        "one_stream_flush_of_10000": flush_size(),
+        "before_payload_full_level_1_one_stream_flush_of_10000": flush_size(
+            full_table, compression_level=1
         ),
-        "one_stream_flush_of_10000_zstd_level_3": per_event(
-            table_to_parquet_bytes(flush_table, compression_level=3), len(flush)
-        ),
-        "one_stream_flush_of_10000_delta_encodings": per_event(
-            table_to_parquet_bytes(flush_table, delta_encodings=True), len(flush)
+        "payload_full_one_stream_flush_of_10000": flush_size(full_table),
+        "one_stream_flush_of_10000_zstd_level_1": flush_size(compression_level=1),
+        "one_stream_flush_of_10000_zstd_level_6": flush_size(compression_level=6),
+        "one_stream_flush_of_10000_zstd_level_9": flush_size(compression_level=9),
+        "one_stream_flush_of_10000_sorted": flush_size(sort=True),
+        "one_stream_flush_of_10000_delta_encodings": flush_size(delta_encodings=True),
+        "one_stream_flush_of_10000_sorted_delta_encodings": flush_size(
+            sort=True, delta_encodings=True
         ),
     }
-    data = table_to_parquet_bytes(table)
-    metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
-    columns: dict[str, float] = {}
-    for i in range(metadata.num_columns):
-        chunk = metadata.row_group(0).column(i)
-        total = sum(
-            metadata.row_group(g).column(i).total_compressed_size
-            for g in range(metadata.num_row_groups)
-        )
-        columns[chunk.path_in_schema] = round(total / n, 1)
+    level_6 = _best(lambda: table_to_parquet_bytes(flush_table, compression_level=6), args.repeat)
+    rates["parquet_write_one_stream_flush_of_10000_zstd_level_6"] = _rates(len(flush), *level_6)
+    rates["parquet_write_one_stream_flush_of_10000"] = _rates(
+        len(flush), *_best(lambda: table_to_parquet_bytes(flush_table), args.repeat)
+    )
+    columns = _by_column(table_to_parquet_bytes(table), n)
+    flush_columns = _by_column(table_to_parquet_bytes(flush_table), len(flush))
 
     results = {
         "command": " ".join(["uv run python benchmarks/bench_parquet.py", *sys.argv[1:]]),
@@ -337,6 +371,7 @@ def main() -> None:
         "repeat": args.repeat,
         "input_json_bytes_per_event": {
             "payload": round(sum(len(e.payload) for e in events) / n, 1),
+            "track_payload_in_the_flush": round(sum(len(e.payload) for e in flush) / len(flush), 1),
             "all_json_columns": round(
                 sum(
                     len(e.payload) + sum(len(r or b"") for r in (e.properties, e.traits, e.context))
@@ -347,9 +382,15 @@ def main() -> None:
             ),
         },
         "compression": f"zstd level {COMPRESSION_LEVEL}",
+        "payload": "extras (default; `before_*`: payload full, zstd level 1, as before extras)",
+        "sizes_note": (
+            "bytes_per_event_by_column: all streams in one file; the by-column figures of the "
+            "10,000-event track flush are in bytes_per_event_by_column_one_stream_flush"
+        ),
         "events_per_s": rates,
         "bytes_per_event": sizes,
         "bytes_per_event_by_column": columns,
+        "bytes_per_event_by_column_one_stream_flush": flush_columns,
     }
     print(json.dumps(results, indent=2))
     if not args.no_write:

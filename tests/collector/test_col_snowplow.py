@@ -264,7 +264,7 @@ def test_recovery_splits_a_stored_pixel_the_same_way() -> None:
         reparse(stored, Limits()),
         namespace="n",
         type_streams={"track": "events"},
-        source_type_streams={"snowplow": {"track": "sp"}},
+        source_streams={"snowplow": {"track": "sp"}},
     )
     assert [(r.stream, r.message_id, r.key, r.source) for r in raws] == [
         ("sp", "x1", "u", "snowplow")

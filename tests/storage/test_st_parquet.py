@@ -44,7 +44,10 @@ def test_events_to_table_columns_and_nulls(make_event: MakeEvent) -> None:
     assert (rows[1]["user_id"], rows[1]["anonymous_id"]) == (None, "a")
     assert rows[2]["received_at"] == AT  # same instant, stored as UTC
     assert rows[3]["properties"] == '{"emoji":"✓","nested":{"a":[1,null]}}'
-    assert rows[0]["payload"] == bytes(events[0].payload).decode()
+    assert rows[0]["payload"] is None  # the columns hold every field: nothing in extras
+    assert rows[0]["extras"] is None
+    full = events_to_table(events, payload="full").to_pylist()
+    assert full[0]["payload"] == bytes(events[0].payload).decode()
     assert [r["message_id"] for r in rows] == [e.message_id for e in events]
 
 

@@ -154,7 +154,7 @@ async def test_odd_values_of_hand_built_events(make_event: MakeEvent) -> None:
     assert set(letters) == {e.message_id for e in odd}
     assert letters[odd[0].message_id].payload == '{"a":"\ufffd"}'
     for event, column in zip(
-        odd, ["payload", "timestamp", "event", "sent_at", "received_at"], strict=True
+        odd, ["extras", "timestamp", "event", "sent_at", "received_at"], strict=True
     ):
         assert f"column {column!r}" in letters[event.message_id].reason
     assert loader.stats.unstorable == 5

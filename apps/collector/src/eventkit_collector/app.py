@@ -26,7 +26,7 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 
-from eventkit_collector import __version__
+from eventkit_collector import __version__, vendors
 from eventkit_collector.edge import (
     DISCONNECTED_MESSAGE,
     ClientAddress,
@@ -63,6 +63,7 @@ from eventkit_collector.routes import (
 )
 from eventkit_collector.segment_cdn import SegmentCdn
 from eventkit_collector.settings import Settings
+from eventkit_collector.vendors import VENDOR_KINDS
 from eventkit_collector.wiring import build_pipeline
 
 log = logging.getLogger("eventkit_collector")
@@ -192,6 +193,8 @@ class Collector:
         is read). Never raises for anything a client sends, except :class:`ClientDisconnected`
         when the client goes away before the whole body arrived (there is nobody to answer).
         """
+        if route.kind in VENDOR_KINDS:  # PostHog, Amplitude: their own bodies and answers
+            return await self.ingest_vendor(headers, query, peer, chunks, route)
         try:
             stream = path_stream(path_name or "") if route.stream_from_path else route.stream
             self.pipeline.check_capacity()
@@ -238,6 +241,70 @@ class Collector:
             return exc.status, exc.body(), exc.headers or None
         except BackpressureError as exc:
             return _overloaded(exc)
+
+    async def ingest_vendor(
+        self,
+        headers: Mapping[str, str],
+        query: bytes,
+        peer: str | None,
+        chunks: AsyncIterator[bytes],
+        route: Route,
+    ) -> Answer:
+        """:meth:`ingest_raw` for PostHog's and Amplitude's endpoints (see ``vendors``).
+
+        Their write key is PostHog's ``api_key`` / ``token`` or Amplitude's ``api_key`` (in the
+        body, or in the query string); the answers are the API's own bodies.
+        """
+        data: bytes | None = None
+        try:
+            self.pipeline.check_capacity()
+            params = vendors.query_params(query)
+            write_key_id = self._vendor_query_key(vendors.query_key(params))
+            wire = data = await read_capped(
+                chunks, headers.get("content-length"), wire_cap(route.kind, self.limits)
+            )
+            body = vendors.read_body(route.kind, wire, headers, params, self.limits)
+            data = body.data
+            if write_key_id is None:
+                write_key_id = self._body_key(body.parsed.write_key)
+            request_id = headers.get("x-request-id")
+            env = Envelope(
+                source=body.source,
+                stream=None,
+                received_at=datetime.now(UTC),
+                body=wire if body.gzipped else body.data,
+                gzip=body.gzipped,
+                ip=self._client_ip(peer, headers),
+                user_agent=headers.get("user-agent"),
+                write_key_id=write_key_id,
+                request_id=request_id[:128] if request_id else None,
+            )
+            await self.pipeline.accept(env, body.parsed, len(body.data))
+            if self.metrics is not None:
+                self.metrics.received(len(body.parsed.items))
+            return 200, vendors.success(body.source, len(body.parsed.items), len(wire)), None
+        except EdgeError as exc:
+            source = vendors.error_source(route.kind, data)
+            return (
+                exc.status,
+                vendors.error(source, exc.status, exc.code, exc.message),
+                exc.headers or None,
+            )
+        except BackpressureError as exc:
+            status, _body, extra = _overloaded(exc)
+            source = vendors.error_source(route.kind, data)
+            return status, vendors.error(source, status, "overloaded", exc.message), extra
+
+    def _vendor_query_key(self, presented: str | None) -> str | None:
+        """The write key id of a vendor's ``?api_key=`` / ``?token=``; 401 if unknown."""
+        if presented is None:
+            return None
+        if not self.keys.enabled:
+            return key_id(presented)
+        found = self.keys.check(presented)
+        if found is None:
+            raise unauthorized()
+        return found
 
     def _header_key(self, authorization: str | None, query: bytes) -> str | None:
         """The write key id from the Authorization header or the query string.
@@ -312,6 +379,7 @@ class Collector:
         s = self.settings
         cdn = SegmentCdn(self.keys, s.eventkit_segment_bundles_dir, s.eventkit_public_url)
         out.extend(cdn.handlers())
+        out.extend(posthog_startup_handlers())
         return out
 
     def _handler(self, route: Route) -> HTTPRouteHandler:
@@ -336,7 +404,7 @@ class Collector:
             paths,
             status_code=200,
             summary=route.summary,
-            description=DESCRIPTION,
+            description=route.description or DESCRIPTION,
             media_type=MediaType.JSON,
             tags=["ingest"],
         )(handler)
@@ -417,6 +485,44 @@ def pixel_answer(answer: Answer, accept: str | None) -> tuple[int, bytes, str, d
             headers["X-Eventkit-Error"] = "error"
         return status, PIXEL_GIF, "image/gif", headers
     return status, body, JSON, headers
+
+
+def posthog_startup_handlers() -> list[HTTPRouteHandler]:
+    """The endpoints posthog-js calls when it starts, answering valid empty configurations."""
+
+    @post(
+        ["/flags", "/decide"],
+        status_code=200,
+        summary="PostHog feature flags: none",
+        tags=["posthog"],
+        media_type=MediaType.JSON,
+    )
+    async def posthog_flags() -> Response[bytes]:
+        return _json(200, vendors.flags())
+
+    @get(
+        "/array/{token:str}/config",
+        summary="PostHog remote configuration: every optional feature off",
+        tags=["posthog"],
+        media_type=MediaType.JSON,
+    )
+    async def posthog_config(request: Request[Any, Any, Any]) -> Response[bytes]:
+        token = request.path_params["token"]
+        return _json(200, msgspec.json.encode(vendors.remote_config(token)))
+
+    @get(
+        "/array/{token:str}/config.js",
+        summary="PostHog remote configuration, as the script posthog-js loads",
+        tags=["posthog"],
+    )
+    async def posthog_config_js(request: Request[Any, Any, Any]) -> Response[bytes]:
+        return Response(
+            content=vendors.remote_config_js(request.path_params["token"]),
+            status_code=200,
+            media_type="application/javascript",
+        )
+
+    return [posthog_flags, posthog_config, posthog_config_js]
 
 
 def _path(request: Request[Any, Any, Any]) -> str:

@@ -57,6 +57,11 @@ class Kind(Enum):
     #: Snowplow tp2: ``{"schema": ".../payload_data/...", "data": [events]}`` (``GET /i``'s query
     #: parameters are stored in the same shape, see :func:`snowplow_pixel_body`).
     SNOWPLOW = "snowplow"
+    #: PostHog's endpoints and Amplitude's, read by :mod:`eventkit_collector.vendors`; the
+    #: shared ``/batch`` is told apart by its body.
+    POSTHOG = "posthog"
+    AMPLITUDE = "amplitude"
+    VENDOR_BATCH = "vendor_batch"
 
 
 @dataclass(frozen=True, slots=True)

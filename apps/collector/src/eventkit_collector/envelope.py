@@ -16,9 +16,10 @@ from typing import Any, Final
 
 import msgspec
 from eventkit_core import DEFAULT_STREAM, RawEvent, stable_message_id
-from eventkit_validators.endpoints import INVALID_SNOWPLOW, SNOWPLOW
+from eventkit_validators.endpoints import INVALID_SNOWPLOW, SNOWPLOW, VENDOR_PEEKS
 from eventkit_validators.snowplow import call_type as snowplow_call_type
 
+from eventkit_collector import vendors
 from eventkit_collector.adapter import INVALID_BATCH
 from eventkit_collector.edge import EdgeError, Kind, Limits, Parsed, inflate, parse_body
 
@@ -95,16 +96,16 @@ def reparse(env: Envelope, limits: Limits) -> Parsed:
         data = env.json()
     except EdgeError as exc:  # cannot happen for what the edge accepted
         return Parsed(items=[msgspec.Raw(b'"undecodable body"')], unfit=exc.message)
+    unbounded = Limits(
+        max_event_bytes=max(limits.max_event_bytes, 1 << 40),
+        max_batch_bytes=1 << 40,
+        max_batch_events=1 << 40,
+    )
     try:
-        return parse_body(
-            kind_of(env.source),
-            data,
-            Limits(
-                max_event_bytes=max(limits.max_event_bytes, 1 << 40),
-                max_batch_bytes=1 << 40,
-                max_batch_events=1 << 40,
-            ),
-        )
+        vendor_kind = vendors.SOURCE_KINDS.get(env.source)
+        if vendor_kind is not None:  # PostHog, Amplitude: stored as decoded JSON
+            return vendors.split(vendor_kind, data, unbounded)[1]
+        return parse_body(kind_of(env.source), data, unbounded)
     except EdgeError as exc:  # cannot happen for what the edge accepted; keep it as a dead letter
         return Parsed(items=[msgspec.Raw(data)], unfit=exc.message)
 
@@ -120,16 +121,21 @@ def to_raw_events(
     *,
     namespace: str,
     type_streams: Mapping[str, str],
-    source_type_streams: Mapping[str, Mapping[str, str]] | None = None,
+    source_streams: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[RawEvent]:
     """The RawEvents of one envelope; ``source_id`` is the entry id.
 
-    ``source_type_streams``: per-source call type -> stream, where a source has its own.
+    ``source_streams``: per source (``posthog``, ``amplitude``, ``snowplow``), call type -> stream,
+    used instead of ``type_streams`` for that source's events.
     """
     source = env.source
-    if source == SNOWPLOW and parsed.unfit is None:
-        streams = (source_type_streams or {}).get(SNOWPLOW, type_streams)
-        return snowplow_raw_events(entry_id, env, parsed, namespace=namespace, type_streams=streams)
+    if parsed.unfit is None and (source == SNOWPLOW or source in VENDOR_PEEKS):
+        streams = (source_streams or {}).get(source, type_streams)
+        if source == SNOWPLOW:
+            return snowplow_raw_events(
+                entry_id, env, parsed, namespace=namespace, type_streams=streams
+            )
+        return _vendor_raw_events(entry_id, env, parsed, namespace, streams)
     stream = env.stream
     common: dict[str, Any] = {
         "received_at": env.received_at,
@@ -245,6 +251,37 @@ def snowplow_raw_events(
                 request_id=env.request_id,
                 message_id=_text(p.eid) or stable_message_id(namespace, entry_id, index),
                 key=key,
+                source_id=entry_id,
+            )
+        )
+    return out
+
+
+def _vendor_raw_events(
+    entry_id: int,
+    env: Envelope,
+    parsed: Parsed,
+    namespace: str,
+    streams: Mapping[str, str],
+) -> list[RawEvent]:
+    """A PostHog or Amplitude envelope's RawEvents: each routed by the call it maps to."""
+    peek = VENDOR_PEEKS[env.source]
+    out: list[RawEvent] = []
+    for index, item in enumerate(parsed.items):
+        kind, message_id, key = peek(item)
+        out.append(
+            RawEvent(
+                payload=item,
+                stream=streams.get(kind, DEFAULT_STREAM) if kind is not None else DEFAULT_STREAM,
+                received_at=env.received_at,
+                source=env.source,
+                write_key_id=env.write_key_id,
+                ip=env.ip,
+                user_agent=env.user_agent,
+                request_id=env.request_id,
+                message_id=message_id or stable_message_id(namespace, entry_id, index),
+                key=key,
+                batch_sent_at=parsed.batch_sent_at,
                 source_id=entry_id,
             )
         )

@@ -97,8 +97,8 @@ class PipelineConfig:
     ring_dir: Path
     limits: Limits = field(default_factory=Limits)
     type_streams: dict[str, str] = field(default_factory=dict)
-    #: Per-source call type -> stream, for sources with their own (``snowplow``).
-    source_type_streams: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Per source (``posthog``, ``amplitude``): call type -> stream, instead of ``type_streams``.
+    source_streams: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Worker count: shard files at or beyond it are orphans, adopted by shard 0.
     workers: int = 1
     #: Shard to claim first (``--workers``: the worker's number).
@@ -287,7 +287,7 @@ class Pipeline:
                 parsed,
                 namespace=self._namespace,
                 type_streams=self.type_streams,
-                source_type_streams=self.config.source_type_streams,
+                source_streams=self.config.source_streams,
             )
             entries.append((item.entry_id, len(raws)))
             events.extend(raws)

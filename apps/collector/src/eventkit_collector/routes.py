@@ -52,6 +52,8 @@ class Route:
     credentials: bool = False
     #: Answer a 1x1 GIF (``GET /i``).
     pixel: bool = False
+    #: The OpenAPI description, when not the Segment endpoints' :data:`DESCRIPTION`.
+    description: str | None = None
 
     @property
     def stream_from_path(self) -> bool:
@@ -101,6 +103,7 @@ def ingest_routes(type_streams: Mapping[str, str]) -> list[Route]:
         )
     )
     routes.extend(snowplow_routes())
+    routes.extend(vendor_routes())
     return routes
 
 
@@ -137,16 +140,65 @@ def snowplow_routes() -> list[Route]:
     ]
 
 
+def vendor_routes() -> list[Route]:
+    """PostHog's and Amplitude's endpoints (bodies read by :mod:`eventkit_collector.vendors`).
+
+    Each event goes to the stream of the call it maps to (``EVENTKIT_TYPE_STREAMS``, overridden
+    per source by ``EVENTKIT_SOURCE_STREAMS``). Paths are listed without their trailing slash:
+    Litestar serves ``/e/`` at ``/e``, and :func:`exact_paths` lists both spellings.
+    """
+    return [
+        Route(
+            ("/capture", "/e", "/i/v0/e"),
+            "/capture",
+            Kind.POSTHOG,
+            "posthog",
+            None,
+            "PostHog capture (posthog-js, posthog clients): one event, an array, or a batch",
+            description=POSTHOG_DESCRIPTION,
+        ),
+        Route(
+            ("/2/httpapi",),
+            "/2/httpapi",
+            Kind.AMPLITUDE,
+            "amplitude",
+            None,
+            "Amplitude HTTP V2 API: {api_key, events}",
+            description=AMPLITUDE_DESCRIPTION,
+        ),
+        Route(
+            ("/batch",),
+            "/batch",
+            Kind.VENDOR_BATCH,
+            "posthog",
+            None,
+            "PostHog batch ({api_key, batch}) or Amplitude Batch API ({api_key, events})",
+            description=POSTHOG_DESCRIPTION + " " + AMPLITUDE_DESCRIPTION,
+        ),
+    ]
+
+
 def credentialed_paths(routes: list[Route]) -> frozenset[str]:
     """Paths whose CORS answers allow credentials (echoed Origin, never ``*``)."""
     return frozenset(path for r in routes if r.credentials for path in r.paths)
 
 
 def exact_paths(routes: list[Route]) -> dict[str, Route]:
-    """Every fixed POST path -> its route (the front's lookup table)."""
-    return {
+    """Every fixed POST path -> its route (the front's lookup table).
+
+    A vendor path is also listed with a trailing slash, as Litestar serves it (PostHog's
+    clients post to ``/batch/`` and ``/e/``).
+    """
+    table = {
         path: r for r in routes if not r.stream_from_path and r.method == "POST" for path in r.paths
     }
+    for r in routes:
+        if r.kind in _VENDOR_KINDS:
+            table.update({path + "/": r for path in r.paths})
+    return table
+
+
+_VENDOR_KINDS: Final = (Kind.POSTHOG, Kind.AMPLITUDE, Kind.VENDOR_BATCH)
 
 
 def path_stream(name: str) -> str:
@@ -196,4 +248,16 @@ DESCRIPTION: Final = (
     "request is durable; 400 invalid_json / invalid_stream; 401 unauthorized; 413 "
     "payload_too_large; 503 overloaded with Retry-After. JSON that fails validation is accepted "
     "and dead-lettered."
+)
+
+POSTHOG_DESCRIPTION: Final = (
+    "PostHog bodies: JSON, gzip (Content-Encoding, or posthog-js's text/plain gzip, with or without "
+    '?compression=gzip-js), ?compression=base64 data= forms. Answers 200 {"status": 1} once the '
+    "request is durable; errors carry code, message and PostHog's type and detail. Events that "
+    "cannot be mapped are accepted and dead-lettered."
+)
+AMPLITUDE_DESCRIPTION: Final = (
+    'Amplitude bodies {"api_key", "events"}. Answers 200 {"code": 200, "events_ingested": N, ...} '
+    "once the request is durable; errors carry the numeric status as code. Events that cannot be "
+    "mapped are accepted and dead-lettered."
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from eventkit_core import DEFAULT_TYPE_STREAMS, ConfigurationError, validate_stream
+from eventkit_validators.endpoints import VENDOR_PEEKS
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     eventkit_warehouse_enabled: bool = False
     eventkit_data_dir: Path = Path("./eventkit-data")
     eventkit_gcs_prefix: str = ""
+    #: What the Parquet ``payload`` column holds: ``extras`` (null; the top-level fields no
+    #: column holds are in ``extras``) or ``full`` (the whole original object as well).
+    eventkit_parquet_payload: Literal["extras", "full"] = "extras"
     eventkit_pubsub_topic: str = "eventkit-events"
     eventkit_pubsub_subscription: str = "eventkit-events-archive"
     #: Create the topic and subscription when missing (needs the Pub/Sub admin permission).
@@ -91,6 +95,11 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_TYPE_STREAMS)
     )
     eventkit_rules_file: Path | None = None
+    #: Per source (``posthog``, ``amplitude``): a stream for all its events, or a JSON object of
+    #: call type -> stream merged over ``eventkit_type_streams``.
+    eventkit_source_streams: Annotated[dict[str, str | dict[str, str]], NoDecode] = Field(
+        default_factory=dict
+    )
 
     # --- Snowplow ---------------------------------------------------------------------------
     #: With write keys on, the app ids (``aid``) whose Snowplow events are accepted (Snowplow
@@ -159,6 +168,38 @@ class Settings(BaseSettings):
     def snowplow_type_streams(self) -> dict[str, str]:
         """Call type -> stream of Snowplow events: EVENTKIT_TYPE_STREAMS with the overrides."""
         return {**self.eventkit_type_streams, **self.eventkit_snowplow_type_streams}
+
+    @field_validator("eventkit_source_streams", mode="before")
+    @classmethod
+    def _source_streams(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("eventkit_source_streams")
+    @classmethod
+    def _check_source_streams(
+        cls, value: dict[str, str | dict[str, str]]
+    ) -> dict[str, str | dict[str, str]]:
+        for source, streams in value.items():
+            if source not in VENDOR_PEEKS:
+                known = ", ".join(sorted(VENDOR_PEEKS))
+                raise ConfigurationError(
+                    f"EVENTKIT_SOURCE_STREAMS names source {source!r}: use one of {known}"
+                )
+            for stream in [streams] if isinstance(streams, str) else streams.values():
+                validate_stream(stream)
+        return value
+
+    def source_type_streams(self) -> dict[str, dict[str, str]]:
+        """Per source in ``eventkit_source_streams``: its whole call type -> stream table."""
+        out: dict[str, dict[str, str]] = {}
+        for source, streams in self.eventkit_source_streams.items():
+            if isinstance(streams, str):
+                out[source] = dict.fromkeys(self.eventkit_type_streams, streams)
+            else:
+                out[source] = {**self.eventkit_type_streams, **streams}
+        return out
 
     @model_validator(mode="after")
     def _backends(self) -> Settings:

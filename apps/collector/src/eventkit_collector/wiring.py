@@ -64,11 +64,16 @@ def make_stores(settings: Settings) -> tuple[EventStore, ErrorStore]:
         assert bucket is not None  # Settings refuses gcs without a bucket
         prefix, project = settings.eventkit_gcs_prefix, settings.gcp_project_id
         return (
-            GCSEventStore(bucket, prefix=prefix, project=project),
+            GCSEventStore(
+                bucket, prefix=prefix, project=project, payload=settings.eventkit_parquet_payload
+            ),
             GCSErrorStore(bucket, prefix=prefix, project=project),
         )
     data_dir = settings.eventkit_data_dir
-    return LocalEventStore(data_dir), LocalErrorStore(data_dir)
+    return (
+        LocalEventStore(data_dir, payload=settings.eventkit_parquet_payload),
+        LocalErrorStore(data_dir),
+    )
 
 
 def make_loader(
@@ -193,7 +198,10 @@ def build_pipeline(
         ring_dir=settings.ring_dir,
         limits=limits(settings),
         type_streams=dict(settings.eventkit_type_streams),
-        source_type_streams={"snowplow": settings.snowplow_type_streams},
+        source_streams={
+            **settings.source_type_streams(),
+            "snowplow": settings.snowplow_type_streams,
+        },
         workers=settings.eventkit_workers,
         shard=shard,
         max_pending_requests=settings.eventkit_max_pending_requests,

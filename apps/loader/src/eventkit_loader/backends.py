@@ -34,17 +34,27 @@ def _file_store(
         from eventkit_storage import gcs
 
         assert settings.gcp_gcs_bucket is not None  # settings.check()
-        gcs_store = gcs.GCSErrorStore if dead_letters else gcs.GCSEventStore
-        return gcs_store(
+        if dead_letters:
+            return gcs.GCSErrorStore(
+                settings.gcp_gcs_bucket,
+                prefix=settings.gcs_prefix,
+                project=settings.gcp_project_id,
+                meter_provider=meter_provider,
+            )
+        return gcs.GCSEventStore(
             settings.gcp_gcs_bucket,
             prefix=settings.gcs_prefix,
             project=settings.gcp_project_id,
             meter_provider=meter_provider,
+            payload=settings.parquet_payload,  # replayed events: as the collector writes them
         )
     from eventkit_storage import local
 
-    local_store = local.LocalErrorStore if dead_letters else local.LocalEventStore
-    return local_store(settings.data_dir, meter_provider=meter_provider)
+    if dead_letters:
+        return local.LocalErrorStore(settings.data_dir, meter_provider=meter_provider)
+    return local.LocalEventStore(
+        settings.data_dir, meter_provider=meter_provider, payload=settings.parquet_payload
+    )
 
 
 def bigquery_client(settings: LoaderSettings) -> Any:

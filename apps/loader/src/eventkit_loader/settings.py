@@ -37,6 +37,9 @@ class LoaderSettings(BaseSettings):
     gcp_project_id: str | None = Field(None, validation_alias="GCP_PROJECT_ID")
     gcp_gcs_bucket: str | None = Field(None, validation_alias="GCP_GCS_BUCKET")
     gcs_prefix: str = Field("", validation_alias="EVENTKIT_GCS_PREFIX")
+    parquet_payload: Literal["extras", "full"] = Field(
+        "extras", validation_alias="EVENTKIT_PARQUET_PAYLOAD"
+    )
     gcp_bigquery_dataset: str = Field("events", validation_alias="GCP_BIGQUERY_DATASET")
     bigquery_location: str | None = Field(None, validation_alias="EVENTKIT_BIGQUERY_LOCATION")
     bigquery_api_endpoint: str | None = Field(

@@ -6,6 +6,7 @@ Importing this package pulls neither the Google clients nor DuckDB: the GCS stor
 
 from importlib.metadata import version as _version
 
+from eventkit_storage.extras import PayloadMode, extras_json, normalised_event
 from eventkit_storage.filestore import FileBackend, FileErrorStore, FileEventStore, FileInfo
 from eventkit_storage.loader import EventLoader, LoaderStats, LoaderStoppedError
 from eventkit_storage.local import LocalErrorStore, LocalEventStore
@@ -37,12 +38,15 @@ __all__ = [
     "LocalEventStore",
     "MemoryErrorStore",
     "MemoryEventStore",
+    "PayloadMode",
     "UnstorableEventsError",
     "__version__",
     "dead_letters_to_table",
     "event_path",
     "events_to_table",
+    "extras_json",
     "file_name",
+    "normalised_event",
     "read_dead_letters",
     "read_events",
     "table_to_parquet_bytes",

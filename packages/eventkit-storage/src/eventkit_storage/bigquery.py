@@ -41,6 +41,7 @@ from opentelemetry.metrics import MeterProvider
 from eventkit_storage.identity import IdentityConfig, PassStats, run_identity_pass
 from eventkit_storage.schema import BIGQUERY_TYPES, EVENT_SCHEMA
 from eventkit_storage.warehouse import (
+    ADDED_COLUMNS,
     BIGQUERY_LEDGER_FIELDS,
     IDENTITY_TABLES,
     LEDGER_TABLE,
@@ -157,6 +158,7 @@ class BigQueryWarehouseLoader:
                 )
                 table.clustering_fields = ["stream", "type"]
             client.create_table(table, exists_ok=True, retry=self._retry, timeout=_HTTP_TIMEOUT)
+            self._migrate_table(client)
 
             ledger = bigquery.Table(
                 self.ledger_ref,
@@ -189,6 +191,33 @@ class BigQueryWarehouseLoader:
                 "(or run the DDL of eventkit_storage.warehouse.bigquery_ddl() yourself)"
             ) from exc
         self._schema_ready = True
+
+    def _migrate_table(self, client: bigquery.Client) -> None:
+        """Bring a raw table made by an older version to today's columns: ``extras`` added,
+        ``payload`` NULLABLE (both allowed by a schema update; the rows stay as they are)."""
+        table = client.get_table(self.table_ref, retry=self._retry, timeout=_HTTP_TIMEOUT)
+        wanted = {f.name: f for f in _event_schema()}
+        schema: list[bigquery.SchemaField] = []
+        changed = False
+        for existing in table.schema:
+            target = wanted.get(existing.name)
+            if target is not None and existing.mode == "REQUIRED" and target.mode == "NULLABLE":
+                existing = bigquery.SchemaField(
+                    existing.name,
+                    existing.field_type,
+                    mode="NULLABLE",
+                    description=existing.description,
+                )
+                changed = True
+            schema.append(existing)
+        present = {f.name for f in schema}
+        for name in ADDED_COLUMNS:
+            if name not in present:
+                schema.append(wanted[name])
+                changed = True
+        if changed:
+            table.schema = schema
+            client.update_table(table, ["schema"], retry=self._retry, timeout=_HTTP_TIMEOUT)
 
     def _create_identity_tables(self, client: bigquery.Client) -> None:
         from eventkit_storage.identity_bigquery import identity_schema
@@ -313,7 +342,10 @@ class BigQueryWarehouseLoader:
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
         )
-        sources = [uri for uri, _ in batch]
+        # Newest folder (hour) first: a job mixing files written before ``extras`` existed with
+        # newer ones then starts with a new one (local-bigquery takes the first file's columns
+        # for the whole job; BigQuery maps each Parquet file's columns by name).
+        sources = sorted((uri for uri, _ in batch), reverse=True)
         for attempt in range(MAX_ATTEMPTS):
             job_id = batch_load_job_id(batch, attempt)
             submitted = True

@@ -192,6 +192,20 @@ class DuckDBWarehouseLoader:
         ).fetchone()
         return bool(row and row[0])
 
+    def _schema_current(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """The raw table and the ledger exist, and the raw table has today's columns."""
+        if not self._has_table(con, LEDGER_TABLE):
+            return False
+        present = {
+            str(row[0])
+            for row in con.execute(
+                "SELECT column_name FROM duckdb_columns() "
+                "WHERE table_name = ? AND schema_name = 'main'",
+                [self.table],
+            ).fetchall()
+        }
+        return set(EVENT_COLUMNS) <= present
+
     # ----------------------------------------------------------------------------------- loads
 
     async def load_files(self, uris: Sequence[str]) -> LoadReport:
@@ -206,8 +220,8 @@ class DuckDBWarehouseLoader:
         if not uris:
             return LoadReport()
         with self._pass_lock, self._open() as con:
-            if not (self._has_table(con, self.table) and self._has_table(con, LEDGER_TABLE)):
-                self._apply_ddl(con)
+            if not self._schema_current(con):
+                self._apply_ddl(con)  # creates what is missing, migrates an older raw table
             seen: set[str] = set()
             for uri in uris:
                 try:
@@ -240,6 +254,14 @@ class DuckDBWarehouseLoader:
     def _load_one(self, con: duckdb.DuckDBPyConnection, path: Path, key: str) -> int | None:
         """Load one file in one transaction with its ledger row; None when already loaded."""
         columns = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+        # A file written before a column existed (``extras``) loads with nulls in it.
+        in_file = {
+            str(row[0])
+            for row in con.execute("SELECT name FROM parquet_schema(?)", [str(path)]).fetchall()
+        }
+        values = ", ".join(
+            f'"{name}"' if name in in_file else f'NULL AS "{name}"' for name in EVENT_COLUMNS
+        )
         con.begin()
         try:
             done = con.execute(f'SELECT 1 FROM "{LEDGER_TABLE}" WHERE uri = ?', [key]).fetchone()
@@ -247,7 +269,7 @@ class DuckDBWarehouseLoader:
                 con.rollback()
                 return None
             inserted = con.execute(
-                f'INSERT INTO "{self.table}" ({columns}) SELECT {columns} FROM read_parquet(?)',
+                f'INSERT INTO "{self.table}" ({columns}) SELECT {values} FROM read_parquet(?)',
                 [str(path)],
             ).fetchone()
             count = int(inserted[0]) if inserted else 0

@@ -12,6 +12,7 @@ never be stored make a write raise :class:`~eventkit_storage.parquet.UnstorableE
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -19,10 +20,18 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 import pyarrow as pa
-from eventkit_core import DeadLetter, PerKey, StoredFile, TypedEvent, validate_stream
+from eventkit_core import (
+    ConfigurationError,
+    DeadLetter,
+    PerKey,
+    StoredFile,
+    TypedEvent,
+    validate_stream,
+)
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
+from eventkit_storage.extras import PAYLOAD_MODES, PayloadMode
 from eventkit_storage.parquet import (
     UnstorableEventsError,
     dead_letters_to_table,
@@ -217,9 +226,26 @@ class _FileStore:
 
 
 class FileEventStore(_FileStore):
-    """An :class:`~eventkit_core.EventStore` writing Parquet files through a :class:`FileBackend`."""
+    """An :class:`~eventkit_core.EventStore` writing Parquet files through a :class:`FileBackend`.
+
+    ``payload``: ``"extras"`` (the default) stores the top-level fields no column holds in
+    ``extras`` and leaves ``payload`` null; ``"full"`` also keeps the whole original object in
+    ``payload`` (:mod:`eventkit_storage.extras`).
+    """
 
     _kind: Kind = "events"
+
+    def __init__(
+        self,
+        backend: FileBackend,
+        *,
+        meter_provider: MeterProvider | None = None,
+        payload: PayloadMode = "extras",
+    ) -> None:
+        super().__init__(backend, meter_provider=meter_provider)
+        if payload not in PAYLOAD_MODES:
+            raise ConfigurationError(f"payload must be one of {PAYLOAD_MODES}, not {payload!r}")
+        self.payload: PayloadMode = payload
 
     async def store(self, event: TypedEvent) -> None:
         """Write one event (in a file of its own: prefer :meth:`store_batch`)."""
@@ -234,7 +260,7 @@ class FileEventStore(_FileStore):
         that are not UTF-8, a wrong type, a missing required value) make it raise
         :class:`~eventkit_storage.parquet.UnstorableEventsError` naming them, writing nothing.
         """
-        return await self._write(events, events_to_table)
+        return await self._write(events, functools.partial(events_to_table, payload=self.payload))
 
     async def read_table(self, path: str) -> pa.Table:
         """The events of a stored file, as an Arrow table with ``EVENT_SCHEMA``."""

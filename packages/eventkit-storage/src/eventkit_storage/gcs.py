@@ -18,6 +18,7 @@ from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.cloud.storage.retry import DEFAULT_RETRY
 from opentelemetry.metrics import MeterProvider
 
+from eventkit_storage.extras import PayloadMode
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
 
 if TYPE_CHECKING:
@@ -134,10 +135,12 @@ class GCSEventStore(FileEventStore):
         project: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         meter_provider: MeterProvider | None = None,
+        payload: PayloadMode = "extras",
     ) -> None:
         super().__init__(
             GCSFiles(bucket, prefix=prefix, client=client, project=project, timeout=timeout),
             meter_provider=meter_provider,
+            payload=payload,
         )
 
 

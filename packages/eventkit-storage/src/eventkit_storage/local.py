@@ -18,6 +18,7 @@ from pathlib import Path
 from eventkit_core import ConfigurationError, StoredFileNotFoundError
 from opentelemetry.metrics import MeterProvider
 
+from eventkit_storage.extras import PayloadMode
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
 
 
@@ -173,8 +174,14 @@ class LocalEventStore(_UnderRoot, FileEventStore):
 
     backend: LocalFiles
 
-    def __init__(self, root: str | Path, *, meter_provider: MeterProvider | None = None) -> None:
-        super().__init__(LocalFiles(root), meter_provider=meter_provider)
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        meter_provider: MeterProvider | None = None,
+        payload: PayloadMode = "extras",
+    ) -> None:
+        super().__init__(LocalFiles(root), meter_provider=meter_provider, payload=payload)
 
 
 class LocalErrorStore(_UnderRoot, FileErrorStore):

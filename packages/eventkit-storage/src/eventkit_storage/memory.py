@@ -12,6 +12,7 @@ from datetime import datetime
 from eventkit_core import StoredFileNotFoundError, utcnow
 from opentelemetry.metrics import MeterProvider
 
+from eventkit_storage.extras import PayloadMode
 from eventkit_storage.filestore import FileErrorStore, FileEventStore, FileInfo
 
 
@@ -58,9 +59,13 @@ class MemoryEventStore(FileEventStore):
     backend: MemoryFiles
 
     def __init__(
-        self, files: MemoryFiles | None = None, *, meter_provider: MeterProvider | None = None
+        self,
+        files: MemoryFiles | None = None,
+        *,
+        meter_provider: MeterProvider | None = None,
+        payload: PayloadMode = "extras",
     ) -> None:
-        super().__init__(files or MemoryFiles(), meter_provider=meter_provider)
+        super().__init__(files or MemoryFiles(), meter_provider=meter_provider, payload=payload)
 
 
 class MemoryErrorStore(FileErrorStore):

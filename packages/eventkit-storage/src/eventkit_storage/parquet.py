@@ -22,14 +22,16 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from eventkit_core import DeadLetter, EventkitError, TypedEvent
+from eventkit_core import ConfigurationError, DeadLetter, EventkitError, TypedEvent
 
+from eventkit_storage.extras import PAYLOAD_MODES, PayloadMode, extras_json
 from eventkit_storage.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, JSON_COLUMNS
 
-#: Parquet compression codec and level. On analytics.js-like events (benchmarks/bench_parquet.py)
-#: level 3 made files ~5 % smaller than level 1 for ~30 % more write time: level 1 it is.
+#: Parquet compression codec and level. On analytics.js-like events (benchmarks/bench_parquet.py),
+#: without the repeated ``payload``, level 3 writes as fast as level 1 and ~4 % smaller; level 6 is
+#: ~9 % smaller again but takes ~3.5x the write time.
 COMPRESSION: Final = "zstd"
-COMPRESSION_LEVEL: Final = 1
+COMPRESSION_LEVEL: Final = 3
 #: Rows are grouped so that one row group holds about this many uncompressed bytes.
 ROW_GROUP_BYTES: Final = 128 * 1024 * 1024
 #: Row order of ``sort=True``: similar events side by side compress better.
@@ -74,7 +76,7 @@ _STRING_COLUMNS: Final = (
     "previous_id",
 )
 _TIME_COLUMNS: Final = ("timestamp", "original_timestamp", "sent_at", "received_at")
-_RAW_COLUMNS: Final = ("properties", "traits", "context", "integrations", "payload")
+_RAW_COLUMNS: Final = ("properties", "traits", "context", "integrations")
 _JSON: Final = msgspec.json.Encoder()
 _NULL_STRING: Final = pa.scalar(None, pa.string())
 _ZERO_OFFSET: Final = pa.array([0], pa.int32())
@@ -107,11 +109,15 @@ class UnstorableEventsError(EventkitError, ValueError):
         )
 
 
-def events_to_table(events: Sequence[TypedEvent]) -> pa.Table:
+def events_to_table(events: Sequence[TypedEvent], *, payload: PayloadMode = "extras") -> pa.Table:
     """An Arrow table with :data:`EVENT_SCHEMA`, one row per event, in the given order.
 
+    ``extras`` holds the top-level fields no column holds (:mod:`eventkit_storage.extras`);
+    ``payload`` is null, or with ``payload="full"`` the whole original object as before.
     Raises :class:`UnstorableEventsError` naming the events that cannot be stored.
     """
+    if payload not in PAYLOAD_MODES:
+        raise ConfigurationError(f"payload must be one of {PAYLOAD_MODES}, not {payload!r}")
     columns: dict[str, pa.Array | pa.ChunkedArray | None] = {}
     rejected: dict[int, list[str]] = {}
     for name in _STRING_COLUMNS:
@@ -127,6 +133,12 @@ def events_to_table(events: Sequence[TypedEvent]) -> pa.Table:
     for name in _RAW_COLUMNS:
         values = list(map(attrgetter(name), events))
         columns[name] = _column(EVENT_SCHEMA, name, values, raw_to_string_array, rejected)
+    columns["extras"] = _column(EVENT_SCHEMA, "extras", list(events), _extras_array, rejected)
+    if payload == "full":
+        values = list(map(attrgetter("payload"), events))
+        columns["payload"] = _column(EVENT_SCHEMA, "payload", values, raw_to_string_array, rejected)
+    else:
+        columns["payload"] = pa.nulls(len(events), pa.string())
     if rejected:
         raise UnstorableEventsError(
             [(events[i], "; ".join(reasons)) for i, reasons in sorted(rejected.items())]
@@ -134,6 +146,10 @@ def events_to_table(events: Sequence[TypedEvent]) -> pa.Table:
     return pa.Table.from_pydict(
         {name: columns[name] for name in EVENT_SCHEMA.names}, schema=EVENT_SCHEMA
     )
+
+
+def _extras_array(events: Sequence[TypedEvent]) -> pa.Array | pa.ChunkedArray:
+    return raw_to_string_array(list(map(extras_json, events)))
 
 
 def _string_array(values: Sequence[Any]) -> pa.Array:

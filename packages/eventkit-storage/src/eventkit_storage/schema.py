@@ -1,7 +1,9 @@
 """The file and warehouse schema: one definition that Parquet files, BigQuery and DuckDB share.
 
 Columns follow the contracts: snake_case names, typed identity and time columns, and JSON text for
-nested maps and for ``payload`` (the whole original object). Timestamps are UTC, microseconds.
+nested maps, for ``extras`` (the top-level fields no other column holds, see
+:mod:`eventkit_storage.extras`) and for ``payload`` (the whole original object; null unless the
+store keeps it, ``payload="full"``). Timestamps are UTC, microseconds.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ EVENT_SCHEMA: Final = pa.schema(
         pa.field("traits", pa.string()),
         pa.field("context", pa.string()),
         pa.field("integrations", pa.string()),
-        pa.field("payload", pa.string(), nullable=False),
+        pa.field("payload", pa.string()),
+        # Last: a raw table made before extras existed gets it appended (ALTER TABLE ADD
+        # COLUMN), so old and new tables and files share the column positions.
+        pa.field("extras", pa.string()),
     ]
 )
 
@@ -55,7 +60,7 @@ DEAD_LETTER_SCHEMA: Final = pa.schema(
 )
 
 EVENT_COLUMNS: Final = tuple(EVENT_SCHEMA.names)
-JSON_COLUMNS: Final = ("properties", "traits", "context", "integrations", "payload")
+JSON_COLUMNS: Final = ("properties", "traits", "context", "integrations", "payload", "extras")
 
 #: BigQuery column types for EVENT_SCHEMA (JSON text stays STRING: loads stay simple and cheap;
 #: query it with JSON_VALUE / JSON_QUERY).

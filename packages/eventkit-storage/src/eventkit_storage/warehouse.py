@@ -33,6 +33,7 @@ from opentelemetry.metrics import Counter, MeterProvider
 from eventkit_storage.schema import BIGQUERY_TYPES, EVENT_COLUMNS, EVENT_SCHEMA
 
 __all__ = [
+    "DEDUPE_ORDER",
     "DEFAULT_TABLE",
     "EVENT_VIEW_COLUMNS",
     "IDENTITY_FACTS_TABLE",
@@ -45,8 +46,10 @@ __all__ = [
     "batch_load_job_id",
     "bigquery_ddl",
     "bigquery_ddl_template",
+    "dedupe_order_sql",
     "duckdb_ddl",
     "duckdb_ddl_template",
+    "migration_sql",
     "split_generation",
     "view_sql",
     "views_sql",
@@ -80,7 +83,18 @@ USERS_COLUMNS: Final = ("user_id", "profile_id", "traits", "first_seen", "last_s
 #: Columns of ``events`` and the per-type views: the stored columns and the resolved profile.
 EVENT_VIEW_COLUMNS: Final = (*EVENT_COLUMNS, "profile_id")
 #: The JSON text columns the views expose as JSON.
-VIEW_JSON_COLUMNS: Final = ("properties", "traits", "context")
+VIEW_JSON_COLUMNS: Final = ("properties", "traits", "context", "extras")
+#: Columns a raw table made before ``extras`` existed lacks (added by the migration).
+ADDED_COLUMNS: Final = ("extras",)
+#: Columns that were REQUIRED before and are NULLABLE now (relaxed by the migration).
+RELAXED_COLUMNS: Final = ("payload",)
+#: The order in which ``events`` picks one row per message_id: the earliest ``received_at``,
+#: then every other column, so that the choice is deterministic whatever the rows hold.
+DEDUPE_ORDER: Final = (
+    "received_at",
+    "timestamp",
+    *(name for name in EVENT_COLUMNS if name not in ("message_id", "received_at", "timestamp")),
+)
 
 #: Internal: what the identity pass kept of each processed event (its progress marker too).
 IDENTITY_FACTS_TABLE: Final = "_eventkit_identity_events"
@@ -242,12 +256,33 @@ def _events_view(dialect: Dialect, table_ref: str, identities: str) -> str:
         "  COALESCE(iu.profile_id, ia.profile_id) AS profile_id\n"
         f"FROM (\n  SELECT {inner}\n  FROM {_quote(dialect, table_ref)}\n  WHERE TRUE\n"
         "  QUALIFY ROW_NUMBER() OVER (\n    PARTITION BY message_id\n"
-        f"    ORDER BY received_at, {_column(dialect, 'timestamp')}, payload\n  ) = 1\n) AS e\n"
+        f"    ORDER BY {dedupe_order_sql(dialect)}\n  ) = 1\n) AS e\n"
         f"LEFT JOIN {identities} AS iu\n"
         "  ON iu.id_type = 'user_id' AND iu.id_value = TRIM(e.user_id)\n"
         f"LEFT JOIN {identities} AS ia\n"
         "  ON ia.id_type = 'anonymous_id' AND ia.id_value = TRIM(e.anonymous_id)"
     )
+
+
+def dedupe_order_sql(dialect: Dialect) -> str:
+    """The ORDER BY list of the dedupe window (:data:`DEDUPE_ORDER`), for the SQL of ``dialect``."""
+    return ", ".join(_column(dialect, name) for name in DEDUPE_ORDER)
+
+
+def migration_sql(dialect: Dialect, table_ref: str) -> list[str]:
+    """Statements that bring a raw table made by an older version to today's columns
+    (``extras`` added, ``payload`` nullable); they change nothing on a current table."""
+    table = _quote(dialect, table_ref)
+    column_type = "STRING" if dialect == "bigquery" else "VARCHAR"
+    statements = [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_column(dialect, name)} {column_type}"
+        for name in ADDED_COLUMNS
+    ]
+    statements += [
+        f"ALTER TABLE {table} ALTER COLUMN {_column(dialect, name)} DROP NOT NULL"
+        for name in RELAXED_COLUMNS
+    ]
+    return statements
 
 
 def views_sql(dialect: Dialect, table_ref: str) -> dict[str, str]:
@@ -300,6 +335,14 @@ def _render_bigquery_ddl(project: str, dataset: str, table: str) -> str:
         "PARTITION BY DATE(timestamp)\n"
         "CLUSTER BY stream, type\n"
         "OPTIONS (description = 'eventkit events: one row per stored row; see the events view');",
+        "",
+        "-- A table made by an older version gets extras (a no-op otherwise). Its payload was",
+        "-- REQUIRED: run this once on such a table (not safe to repeat: local-bigquery refuses",
+        "-- it on a NULLABLE column); ensure_schema / `eventkit-loader create-table` do both:",
+        *(
+            f"{'-- ' if 'DROP NOT NULL' in statement else ''}{statement};"
+            for statement in migration_sql("bigquery", table_ref)
+        ),
         "",
         f"CREATE TABLE IF NOT EXISTS `{base}.{LEDGER_TABLE}` (\n{BIGQUERY_LEDGER_COLUMNS}\n)\n"
         "OPTIONS (description = 'eventkit: files loaded into the raw table (append-only)');",
@@ -364,6 +407,8 @@ def _render_duckdb_ddl(table: str) -> str:
     types = {name: _duckdb_type(name) for name in EVENT_COLUMNS}
     parts = [
         f'CREATE TABLE IF NOT EXISTS "{table}" (\n{_columns_ddl(types, quote=True)}\n);',
+        "-- A table made by an older version: add extras, let payload be null (no-ops otherwise).\n"
+        + "\n".join(f"{statement};" for statement in migration_sql("duckdb", table)),
         f'CREATE TABLE IF NOT EXISTS "{LEDGER_TABLE}" (\n'
         "  uri VARCHAR PRIMARY KEY,\n"
         "  row_count BIGINT NOT NULL,\n"

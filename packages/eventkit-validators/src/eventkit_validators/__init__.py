@@ -3,12 +3,16 @@
 from importlib.metadata import version as _version
 
 from eventkit_validators import codes
+from eventkit_validators.amplitude import AmplitudeAdapter
 from eventkit_validators.core import AdapterCore, Message
 from eventkit_validators.endpoints import (
+    AMPLITUDE,
     ENDPOINTS,
     INVALID_BATCH,
     INVALID_SNOWPLOW,
+    POSTHOG,
     SNOWPLOW,
+    VENDOR_PEEKS,
     AdapterKind,
     Endpoint,
     EndpointAdapter,
@@ -16,6 +20,7 @@ from eventkit_validators.endpoints import (
     endpoint_of,
 )
 from eventkit_validators.generic import GenericAdapter
+from eventkit_validators.posthog import PostHogAdapter
 from eventkit_validators.rules import (
     ALL_STREAMS,
     RULE_TYPES,
@@ -41,17 +46,22 @@ __version__ = _version("eventkit-validators")
 
 __all__ = [
     "ALL_STREAMS",
+    "AMPLITUDE",
     "ENDPOINTS",
     "INVALID_BATCH",
     "INVALID_SNOWPLOW",
+    "POSTHOG",
     "RULE_TYPES",
     "SNOWPLOW",
+    "VENDOR_PEEKS",
     "AdapterCore",
     "AdapterKind",
+    "AmplitudeAdapter",
     "Endpoint",
     "EndpointAdapter",
     "GenericAdapter",
     "Message",
+    "PostHogAdapter",
     "RequiredFieldsValidator",
     "RuleSet",
     "RulesAdapter",

@@ -10,7 +10,7 @@ was on arrival. A :class:`~eventkit_core.RawEvent`'s ``source`` names its endpoi
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -25,7 +25,10 @@ from eventkit_core import (
     SchemaAdapter,
 )
 
+from eventkit_validators import amplitude, posthog
+from eventkit_validators.amplitude import AmplitudeAdapter
 from eventkit_validators.generic import GenericAdapter
+from eventkit_validators.posthog import PostHogAdapter
 from eventkit_validators.rules import RulesAdapter, RuleSet, load_rules
 from eventkit_validators.segment import SegmentSchemaAdapter
 from eventkit_validators.snowplow import SnowplowAdapter
@@ -62,6 +65,8 @@ class AdapterKind(Enum):
     REFUSE = "refuse"
     SNOWPLOW = "snowplow"
     REFUSE_SNOWPLOW = "refuse_snowplow"
+    POSTHOG = "posthog"
+    AMPLITUDE = "amplitude"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,9 @@ def _table() -> Mapping[str, Endpoint]:
     table["collect"] = Endpoint(AdapterKind.GENERIC, DEFAULT_STREAM)
     table[INVALID_BATCH] = Endpoint(AdapterKind.REFUSE, DEFAULT_STREAM)
     _add_snowplow(table)
+    # Other vendors' formats: each event goes by the call it maps to (see VENDOR_PEEKS).
+    table[POSTHOG] = Endpoint(AdapterKind.POSTHOG, None)
+    table[AMPLITUDE] = Endpoint(AdapterKind.AMPLITUDE, None)
     return MappingProxyType(table)
 
 
@@ -89,6 +97,22 @@ def _add_snowplow(table: dict[str, Endpoint]) -> None:
     # Each tp2 event goes by its call type (see eventkit_validators.snowplow.call_type).
     table[SNOWPLOW] = Endpoint(AdapterKind.SNOWPLOW, None)
     table[INVALID_SNOWPLOW] = Endpoint(AdapterKind.REFUSE_SNOWPLOW, DEFAULT_STREAM)
+
+
+#: ``RawEvent.source`` of PostHog's endpoints (``/batch/``, ``/capture/``, ``/e/``, ``/i/v0/e/``).
+POSTHOG: Final = "posthog"
+#: ``RawEvent.source`` of Amplitude's endpoints (``/2/httpapi``, ``/batch``).
+AMPLITUDE: Final = "amplitude"
+
+
+#: Reads what the collector needs of a vendor's event before adapting it: ``(the Segment call
+#: it becomes, its message id, its routing key)``, each ``None`` when the event does not say.
+VendorPeek = Callable[[bytes], tuple[str | None, str | None, str | None]]
+
+#: Source -> its :data:`VendorPeek` (the sources whose events are not Segment's shape).
+VENDOR_PEEKS: Final[Mapping[str, VendorPeek]] = MappingProxyType(
+    {POSTHOG: posthog.peek, AMPLITUDE: amplitude.peek}
+)
 
 
 #: ``RawEvent.source`` -> its :class:`Endpoint`. A source not listed is treated as a Segment call.
@@ -136,15 +160,29 @@ class _Refuse:
         return [self._result] * len(raws)
 
 
+def _vendor_adapters(
+    max_event_bytes: int, rules: RuleSet | None
+) -> tuple[SchemaAdapter, SchemaAdapter]:
+    """The PostHog and Amplitude adapters, under the same rules as Segment's."""
+    posthog_adapter: SchemaAdapter = PostHogAdapter(max_event_bytes=max_event_bytes)
+    amplitude_adapter: SchemaAdapter = AmplitudeAdapter(max_event_bytes=max_event_bytes)
+    if rules is not None:
+        posthog_adapter = RulesAdapter(posthog_adapter, rules)
+        amplitude_adapter = RulesAdapter(amplitude_adapter, rules)
+    return posthog_adapter, amplitude_adapter
+
+
 class EndpointAdapter:
     """Adapts each event with the adapter of its endpoint (``RawEvent.source``).
 
     Segment calls go to :class:`SegmentSchemaAdapter`, ``/collect`` events to
-    :class:`GenericAdapter`, Snowplow tp2 events to :class:`SnowplowAdapter`, each wrapped by :class:`RulesAdapter` when rules are given
-    (``rules``, or a TOML ``rules_file``); an :data:`INVALID_BATCH` body keeps failing.
+    :class:`GenericAdapter`, Snowplow tp2 events to :class:`SnowplowAdapter`, PostHog's and
+    Amplitude's to :class:`PostHogAdapter` and :class:`AmplitudeAdapter`, all wrapped by
+    :class:`RulesAdapter` when rules are given (``rules``, or a TOML ``rules_file``); an
+    :data:`INVALID_BATCH` body keeps failing.
     """
 
-    __slots__ = ("_by_kind", "generic", "segment", "snowplow")
+    __slots__ = ("_by_kind", "amplitude", "generic", "posthog", "segment", "snowplow")
 
     def __init__(
         self,
@@ -165,12 +203,15 @@ class EndpointAdapter:
         self.segment = segment
         self.generic = generic
         self.snowplow = snowplow
+        self.posthog, self.amplitude = _vendor_adapters(max_event_bytes, rules)
         self._by_kind: dict[AdapterKind, SchemaAdapter] = {
             AdapterKind.SEGMENT: segment,
             AdapterKind.GENERIC: generic,
             AdapterKind.REFUSE: _Refuse(INVALID_BATCH_ERROR),
             AdapterKind.SNOWPLOW: snowplow,
             AdapterKind.REFUSE_SNOWPLOW: _Refuse(INVALID_SNOWPLOW_ERROR),
+            AdapterKind.POSTHOG: self.posthog,
+            AdapterKind.AMPLITUDE: self.amplitude,
         }
 
     def adapter_for(self, raw: RawEvent) -> SchemaAdapter:

@@ -20,11 +20,18 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.{TABLE}` (
   traits STRING,
   context STRING,
   integrations STRING,
-  payload STRING NOT NULL
+  payload STRING,
+  extras STRING
 )
 PARTITION BY DATE(timestamp)
 CLUSTER BY stream, type
 OPTIONS (description = 'eventkit events: one row per stored row; see the events view');
+
+-- A table made by an older version gets extras (a no-op otherwise). Its payload was
+-- REQUIRED: run this once on such a table (not safe to repeat: local-bigquery refuses
+-- it on a NULLABLE column); ensure_schema / `eventkit-loader create-table` do both:
+ALTER TABLE `{PROJECT_ID}.{DATASET}.{TABLE}` ADD COLUMN IF NOT EXISTS extras STRING;
+-- ALTER TABLE `{PROJECT_ID}.{DATASET}.{TABLE}` ALTER COLUMN payload DROP NOT NULL;
 
 CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_loaded_files` (
   uri STRING NOT NULL,
@@ -97,15 +104,15 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_identity_events` (
 OPTIONS (description = 'eventkit identity resolution: _eventkit_identity_events');
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.events` AS
-SELECT e.message_id, e.type, e.stream, e.user_id, e.anonymous_id, e.event, e.name, e.group_id, e.previous_id, e.timestamp, e.original_timestamp, e.sent_at, e.received_at, e.properties, e.traits, e.context, e.integrations, e.payload,
+SELECT e.message_id, e.type, e.stream, e.user_id, e.anonymous_id, e.event, e.name, e.group_id, e.previous_id, e.timestamp, e.original_timestamp, e.sent_at, e.received_at, e.properties, e.traits, e.context, e.integrations, e.payload, e.extras,
   COALESCE(iu.profile_id, ia.profile_id) AS profile_id
 FROM (
-  SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload
+  SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras
   FROM `{PROJECT_ID}.{DATASET}.{TABLE}`
   WHERE TRUE
   QUALIFY ROW_NUMBER() OVER (
     PARTITION BY message_id
-    ORDER BY received_at, timestamp, payload
+    ORDER BY received_at, timestamp, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, original_timestamp, sent_at, properties, traits, context, integrations, payload, extras
   ) = 1
 ) AS e
 LEFT JOIN `{PROJECT_ID}.{DATASET}.identities` AS iu
@@ -114,32 +121,32 @@ LEFT JOIN `{PROJECT_ID}.{DATASET}.identities` AS ia
   ON ia.id_type = 'anonymous_id' AND ia.id_value = TRIM(e.anonymous_id);
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.tracks` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'track';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.identifies` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'identify';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.pages` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'page';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.screens` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'screen';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.groups` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'group';
 
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.aliases` AS
-SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, profile_id
+SELECT message_id, type, stream, user_id, anonymous_id, event, name, group_id, previous_id, timestamp, original_timestamp, sent_at, received_at, properties, traits, context, integrations, payload, extras, profile_id
 FROM `{PROJECT_ID}.{DATASET}.events`
 WHERE type = 'alias';
 

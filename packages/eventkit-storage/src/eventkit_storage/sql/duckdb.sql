@@ -16,8 +16,13 @@ CREATE TABLE IF NOT EXISTS "{TABLE}" (
   "traits" VARCHAR,
   "context" VARCHAR,
   "integrations" VARCHAR,
-  "payload" VARCHAR NOT NULL
+  "payload" VARCHAR,
+  "extras" VARCHAR
 );
+
+-- A table made by an older version: add extras, let payload be null (no-ops otherwise).
+ALTER TABLE "{TABLE}" ADD COLUMN IF NOT EXISTS "extras" VARCHAR;
+ALTER TABLE "{TABLE}" ALTER COLUMN "payload" DROP NOT NULL;
 
 CREATE TABLE IF NOT EXISTS "_eventkit_loaded_files" (
   uri VARCHAR PRIMARY KEY,
@@ -86,15 +91,15 @@ CREATE INDEX IF NOT EXISTS "identities_by_profile" ON "identities" (profile_id);
 CREATE INDEX IF NOT EXISTS "profiles_by_id" ON "profiles" (profile_id);
 
 CREATE OR REPLACE VIEW "events" AS
-SELECT e."message_id", e."type", e."stream", e."user_id", e."anonymous_id", e."event", e."name", e."group_id", e."previous_id", e."timestamp", e."original_timestamp", e."sent_at", e."received_at", CAST(e."properties" AS JSON) AS "properties", CAST(e."traits" AS JSON) AS "traits", CAST(e."context" AS JSON) AS "context", e."integrations", e."payload",
+SELECT e."message_id", e."type", e."stream", e."user_id", e."anonymous_id", e."event", e."name", e."group_id", e."previous_id", e."timestamp", e."original_timestamp", e."sent_at", e."received_at", CAST(e."properties" AS JSON) AS "properties", CAST(e."traits" AS JSON) AS "traits", CAST(e."context" AS JSON) AS "context", e."integrations", e."payload", CAST(e."extras" AS JSON) AS "extras",
   COALESCE(iu.profile_id, ia.profile_id) AS profile_id
 FROM (
-  SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload"
+  SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "extras"
   FROM "{TABLE}"
   WHERE TRUE
   QUALIFY ROW_NUMBER() OVER (
     PARTITION BY message_id
-    ORDER BY received_at, "timestamp", payload
+    ORDER BY "received_at", "timestamp", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "original_timestamp", "sent_at", "properties", "traits", "context", "integrations", "payload", "extras"
   ) = 1
 ) AS e
 LEFT JOIN "identities" AS iu
@@ -103,32 +108,32 @@ LEFT JOIN "identities" AS ia
   ON ia.id_type = 'anonymous_id' AND ia.id_value = TRIM(e.anonymous_id);
 
 CREATE OR REPLACE VIEW "tracks" AS
-SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "profile_id"
+SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "extras", "profile_id"
 FROM "events"
 WHERE type = 'track';
 
 CREATE OR REPLACE VIEW "identifies" AS
-SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "profile_id"
+SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "extras", "profile_id"
 FROM "events"
 WHERE type = 'identify';
 
 CREATE OR REPLACE VIEW "pages" AS
-SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "profile_id"
+SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "extras", "profile_id"
 FROM "events"
 WHERE type = 'page';
 
 CREATE OR REPLACE VIEW "screens" AS
-SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "profile_id"
+SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "extras", "profile_id"
 FROM "events"
 WHERE type = 'screen';
 
 CREATE OR REPLACE VIEW "groups" AS
-SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "profile_id"
+SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "extras", "profile_id"
 FROM "events"
 WHERE type = 'group';
 
 CREATE OR REPLACE VIEW "aliases" AS
-SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "profile_id"
+SELECT "message_id", "type", "stream", "user_id", "anonymous_id", "event", "name", "group_id", "previous_id", "timestamp", "original_timestamp", "sent_at", "received_at", "properties", "traits", "context", "integrations", "payload", "extras", "profile_id"
 FROM "events"
 WHERE type = 'alias';
 
