@@ -20,7 +20,7 @@ import pytest
 
 from tests.clients import run_python_client
 from tests.clients.browser import Browser, Site
-from tests.compat.conftest import SNOWPLOW_APP_ID, landed, rows
+from tests.compat.conftest import SNOWPLOW_APP_ID, WRITE_KEY, landed, rows
 from tests.compat.fault_proxy import FaultProxy
 from tests.compat.sdk_scripts import CALLS
 from tests.compat.test_browser_segment import Run, run_page, snippet_page
@@ -129,4 +129,69 @@ def test_snowplow_python_retries_503(
     assert len(proxy.refused) == REFUSE
     stored = landed(collector, len(ids), lambda r: r["message_id"] in ids)
     assert {r["type"] for r in stored.values()} == {"page", "track"}
+    stored_once(collector, lambda r: r["message_id"] in ids)
+
+
+POSTHOG_SCRIPT = """
+import json, os
+from posthog import Posthog
+
+client = Posthog(os.environ["WRITE_KEY"], host=os.environ["HOST"],
+                 enable_exception_autocapture=False)
+P = os.environ["PREFIX"]
+client.capture("Order Completed", distinct_id="ph-py", properties={"total": 1}, uuid=P + "01")
+client.capture("$pageview", distinct_id="ph-py", properties={"title": "Cart"}, uuid=P + "02")
+client.flush()
+client.shutdown()
+print(json.dumps([P + "01", P + "02"]))
+"""
+
+AMPLITUDE_SCRIPT = """
+import json, os, sys, time
+from amplitude import Amplitude, BaseEvent, Config
+
+answers = []
+config = Config(server_url=os.environ["URL"], flush_interval_millis=200,
+                callback=lambda event, code, message=None: answers.append(code))
+client = Amplitude(os.environ["WRITE_KEY"], config)
+P = os.environ["PREFIX"]
+for n in ("1", "2"):
+    client.track(BaseEvent(event_type="Song Played", user_id="amp-user", insert_id=P + n))
+# A failed batch goes back to the client's storage and is retried from its worker thread;
+# shutdown() does not wait for that, so the script waits for the final callbacks (deadline).
+deadline = time.monotonic() + 60
+while len(answers) < 2 and time.monotonic() < deadline:
+    client.flush()
+    time.sleep(0.1)
+client.shutdown()
+assert answers == [200, 200], answers
+print(json.dumps([P + "1", P + "2"]))
+"""
+
+
+def test_posthog_python_retries_503(
+    collector: CollectorProcess, fault_proxy: Callable[..., FaultProxy]
+) -> None:
+    proxy = fault_proxy(collector.url, REFUSE)
+    prefix = f"00000000-0000-4000-8000-{uuid.uuid4().hex[:10]}"
+    env = {"HOST": proxy.url, "WRITE_KEY": WRITE_KEY, "PREFIX": prefix}
+    done = run_python_client("posthog", POSTHOG_SCRIPT, env, timeout=90.0)
+    ids = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert len(proxy.refused) == REFUSE
+    stored = landed(collector, len(ids), lambda r: r["message_id"] in ids)
+    assert {r["type"] for r in stored.values()} == {"page", "track"}
+    stored_once(collector, lambda r: r["message_id"] in ids)
+
+
+def test_amplitude_python_retries_503(
+    collector: CollectorProcess, fault_proxy: Callable[..., FaultProxy]
+) -> None:
+    proxy = fault_proxy(collector.url, REFUSE)
+    prefix = f"amp-retry-{uuid.uuid4().hex[:8]}-"
+    env = {"URL": proxy.url + "/2/httpapi", "WRITE_KEY": WRITE_KEY, "PREFIX": prefix}
+    done = run_python_client("amplitude", AMPLITUDE_SCRIPT, env, timeout=90.0)
+    ids = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert len(proxy.refused) == REFUSE
+    stored = landed(collector, len(ids), lambda r: r["message_id"] in ids)
+    assert {r["event"] for r in stored.values()} == {"Song Played"}
     stored_once(collector, lambda r: r["message_id"] in ids)
