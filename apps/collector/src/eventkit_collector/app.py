@@ -64,6 +64,7 @@ from eventkit_collector.routes import (
     ingest_routes,
     path_stream,
 )
+from eventkit_collector.segment_cdn import SegmentCdn
 from eventkit_collector.settings import Settings
 from eventkit_collector.vendors import VENDOR_KINDS
 from eventkit_collector.wiring import build_pipeline
@@ -379,6 +380,9 @@ class Collector:
             return _json(200 if ok else 503, msgspec.json.encode(body))
 
         out.extend([health, ready])
+        s = self.settings
+        cdn = SegmentCdn(self.keys, s.eventkit_segment_bundles_dir, s.eventkit_public_url)
+        out.extend(cdn.handlers())
         out.extend(posthog_startup_handlers())
         return out
 

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     #: Peers whose X-Forwarded-For is believed: IPs or CIDRs, or ``*`` for any.
     eventkit_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    #: How browsers reach the collector (``https://collect.example.com``): the ``apiHost`` and
+    #: ``protocol`` of the analytics.js settings document; unset, taken from each request.
+    eventkit_public_url: str | None = None
+    #: A copy of @segment/analytics-next's ``dist/umd``: served as the analytics.js script and
+    #: its chunk bundles; unset, the site hosts them itself.
+    eventkit_segment_bundles_dir: Path | None = None
+
     # --- Request limits ---------------------------------------------------------------------
     eventkit_max_event_bytes: int = Field(default=32 * KiB, ge=1)
     eventkit_max_batch_bytes: int = Field(default=500 * KiB, ge=1)
