@@ -50,6 +50,8 @@ def _parameter(name: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -
 class BigQueryIdentityStore(SqlIdentityStore):
     """Reads and writes the identity tables of ``loader``'s dataset."""
 
+    micros = "UNIX_MICROS({})"
+
     def __init__(self, loader: Any) -> None:
         self.loader = loader  # a BigQueryWarehouseLoader: its client, refs and retries
 

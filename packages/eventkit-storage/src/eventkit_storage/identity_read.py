@@ -82,11 +82,10 @@ class ProfileReader:
         clean = self.config.clean(id_type, value)
         if clean is None:
             return None
-        rows = self._query(
-            "SELECT profile_id FROM identities WHERE id_type = ? AND id_value = ?",
-            [id_type, clean],
-        )
-        return str(rows[0][0]) if rows else None
+        # One equality filter (DuckDB then reads its ART index on id_value); the type is
+        # checked here, among the few ids that share a value.
+        rows = self._query("SELECT id_type, profile_id FROM identities WHERE id_value = ?", [clean])
+        return next((str(pid) for t, pid in rows if t == id_type), None)
 
     def _current(self, profile_id: str) -> str | None:
         for _ in range(_MAX_HOPS):
