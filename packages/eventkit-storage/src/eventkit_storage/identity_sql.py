@@ -273,15 +273,20 @@ class SqlIdentityStore:
         if not ids:
             return facts
         relation: dict[str, Relation] = {"ids": (IDS, sorted(ids))}
-        for t, v, pid, first, last in self._select(self._format(IDENTITIES), relation):
+        queries = [self._format(q) for q in (IDENTITIES, COUNTS, IDENTIFIES)]
+        identities, counts, identifies = self._select_many(queries, relation)
+        for t, v, pid, first, last in identities:
             facts.identities[(t, v)] = (pid, _time(first), _time(last))
-        for t, v, count in self._select(self._format(COUNTS), relation):
+        for t, v, count in counts:
             facts.counts[(t, v)] = int(count)
-        facts.identifies = [
-            EventFacts(m, t, _time(ts), *rest)
-            for m, t, ts, *rest in self._select(self._format(IDENTIFIES), relation)
-        ]
+        facts.identifies = [EventFacts(m, t, _time(ts), *rest) for m, t, ts, *rest in identifies]
         return facts
+
+    def _select_many(
+        self, queries: Sequence[str], relations: dict[str, Relation]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Several reads of the same relations (a backend may pass them in once)."""
+        return [self._select(sql, relations) for sql in queries]
 
     def write(self, result: ChunkResult) -> None:
         relations = chunk_relations(result)
