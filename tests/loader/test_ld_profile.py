@@ -213,6 +213,7 @@ def _bq_rows(emulator: Any, dataset: str, sql: str) -> list[tuple[Any, ...]]:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(600)  # about 2 minutes of emulator jobs on a quiet 2-core machine
 def test_bigquery_pass_sigkilled_midway_then_rerun_serves_the_same_profiles(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
