@@ -651,24 +651,26 @@ def _merges(
     members: dict[str, list[Identity]] = defaultdict(list)
     for ident, pid in old.items():
         members[pid].append(ident)
-    if all(pid in new_ids for pid in members):
+    gone = {
+        pid: roots[min(idents, key=lambda i: (seen[i][0], i))]
+        for pid, idents in members.items()
+        if pid not in new_ids
+    }
+    if not gone:
         return []  # the usual pass: no profile went away
+    wanted = set(gone.values())  # only the profiles something merged into need their edge
     refused = {
         (r.message_id, r.id_type_1, r.id_value_1, r.id_type_2, r.id_value_2) for r in rejections
     }
     latest: dict[Identity, Edge] = {}
     for e in edges:
-        one = (e[0], e[1])
-        if (e.message_id, *one, e[2], e[3]) in refused or one not in roots:
+        root = roots.get((e[0], e[1]))
+        if root not in wanted or (e.message_id, *e[:4]) in refused:
             continue
-        root = roots[one]
         if root not in latest or _ORDER(e) > _ORDER(latest[root]):
             latest[root] = e
     out: list[Merge] = []
-    for pid, idents in sorted(members.items()):
-        if pid in new_ids:
-            continue
-        root = roots[min(idents, key=lambda i: (seen[i][0], i))]
+    for pid, root in sorted(gone.items()):
         edge = latest.get(root)
         if edge is not None:
             out.append(Merge(pid, profiles[root].profile_id, edge.timestamp, edge.message_id))
