@@ -131,6 +131,8 @@ def main() -> None:
         "incremental_pass_s": round(incremental_s, 3),
         "lookup_p50_ms": round(statistics.median(latencies), 2),
         "lookup_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+        # the machine is shared: its load average when the run ended says how busy it was
+        "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
         f"duckdb {duckdb.__version__}",
         "command": "uv run python benchmarks/bench_identity.py " + " ".join(sys.argv[1:]),

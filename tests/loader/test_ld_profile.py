@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -102,14 +104,16 @@ def test_profile_finds_a_person_by_any_of_their_ids(
     assert "TYPE:VALUE" in capsys.readouterr().err
 
 
-def _get(port: int, path: str, token: str | None = "secret") -> tuple[int, Any]:
+def _get(
+    port: int, path: str, token: str | None = "secret", timeout: float = 10
+) -> tuple[int, Any]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if token is not None:
         request.add_header(
             "Authorization", "Basic " + base64.b64encode(f"{token}:".encode()).decode()
         )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -194,3 +198,90 @@ def test_the_profile_api_answers_over_http_while_the_loader_runs(tmp_path: Path)
 
 def test_the_profile_api_needs_a_token() -> None:
     assert main(["run", "--profiles-port", "0", "--data-dir", "/nonexistent"]) == 2
+
+
+# ------------------------------------------------------------------------ BigQuery (emulator)
+
+
+def _bq_rows(emulator: Any, dataset: str, sql: str) -> list[tuple[Any, ...]]:
+    from tests.emulators import short_retry
+
+    with contextlib.closing(emulator.client()) as client:
+        job = client.query(sql.replace("{ds}", f"`{emulator.project}.{dataset}`"))
+        return [tuple(r.values()) for r in job.result(timeout=60, retry=short_retry())]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(600)  # about 2 minutes of emulator jobs on a quiet 2-core machine
+def test_bigquery_pass_sigkilled_midway_then_rerun_serves_the_same_profiles(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    bigquery_emulator: Any,
+    gcs_bucket: str,
+    bigquery_dataset: str,
+) -> None:
+    """A loader on BigQuery is SIGKILLed in the middle of its identity pass's writes (after
+    some statements, before the facts); the rerun converges to what an uninterrupted DuckDB run
+    gives, and `profile` and the Profile API read it from BigQuery."""
+    from eventkit_storage.gcs import GCSEventStore
+
+    data = tmp_path / "eventkit-data"
+    store(data, person_events())
+    assert main(["once", "--data-dir", str(data)]) == 0
+    capsys.readouterr()
+    reference = {}
+    for ident in ("user_id:ann", "user_id:bob"):
+        assert main(["profile", ident, "--json", "--data-dir", str(data)]) == 0
+        reference[ident] = json.loads(capsys.readouterr().out)
+
+    gcs = GCSEventStore(gcs_bucket, prefix="pre", client=bigquery_emulator.gcs.client())
+    asyncio.run(gcs.store_batch(person_events()))
+    args = (
+        *("--event-store", "gcs", "--bucket", gcs_bucket, "--prefix", "pre"),
+        *("--project", bigquery_emulator.project, "--dataset", bigquery_dataset),
+    )
+    env = loader_env(
+        EVENTKIT_BIGQUERY_API_ENDPOINT=bigquery_emulator.endpoint,
+        STORAGE_EMULATOR_HOST=bigquery_emulator.gcs.endpoint,
+        NO_GCE_CHECK="True",  # no metadata-server probe (seconds per process)
+    )
+    with loader_process("once", *args, "--log-level", "DEBUG", env=env) as loader:
+        # the chunk's edges and rejections are written; its profiles are being written; its
+        # identities and facts (the progress marker) are not
+        loader.wait_for_line(
+            lambda line: "identity write" in line and ".profiles`" in line, within=180
+        )
+        loader.signal(signal.SIGKILL)
+        assert loader.wait() == -signal.SIGKILL
+    facts = "SELECT count(*) FROM {ds}._eventkit_identity_events"
+    assert _bq_rows(bigquery_emulator, bigquery_dataset, facts) == [(0,)]
+    edges = _bq_rows(
+        bigquery_emulator, bigquery_dataset, "SELECT count(*) FROM {ds}.identity_edges"
+    )
+    assert edges[0][0] > 0
+
+    done = run_loader("once", *args, "--json", env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _bq_rows(bigquery_emulator, bigquery_dataset, facts) == [(6,)]
+    for ident in ("anonymous_id:laptop", "user_id:bob"):
+        shown = run_loader("profile", ident, "--json", *args, env=env)
+        assert shown.returncode == 0, shown.stderr
+        expected = reference["user_id:bob" if ident == "user_id:bob" else "user_id:ann"]
+        assert json.loads(shown.stdout) == expected
+    missing = run_loader("profile", "user_id:nobody", *args, env=env)
+    assert missing.returncode == 1
+    assert (
+        missing.stderr.strip().splitlines()[-1] == "eventkit-loader: no profile has user_id:nobody"
+    )
+
+    api_env = {**env, "EVENTKIT_PROFILES_TOKEN": "secret"}
+    run_args = ("run", *args, "--interval", "60", "--profiles-port", "0", "--no-metrics")
+    with loader_process(*run_args, env=api_env) as served:
+        line = served.wait_for_line(lambda text: "Profile API on" in text, within=120)
+        port = int(re.findall(r":(\d+)/v1/spaces/", line)[0])
+        base = "/v1/spaces/sp1/collections/users/profiles"
+        status, body = _get(port, f"{base}/anonymous_id:phone/traits", timeout=120)
+        assert (status, body["traits"]) == (200, reference["user_id:ann"]["traits"])
+        # (its events come from the same reader as `profile`'s above)
+        assert _get(port, f"{base}/user_id:nobody/traits", timeout=120)[0] == 404

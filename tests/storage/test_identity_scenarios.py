@@ -246,7 +246,8 @@ async def test_events_out_of_order_and_files_loaded_twice(backend: Backend) -> N
 
 async def test_a_pass_interrupted_midway_then_rerun(backend: Backend) -> None:
     """A write that dies after some statements of a chunk (what a kill leaves on BigQuery,
-    which has no transaction here): the rerun gives the same state."""
+    which has no transaction here): the rerun gives the same state. The real SIGKILL of a
+    loader on the emulator: tests/loader/test_ld_profile.py."""
     await backend.loader.ensure_schema()
     rows = [*SHARED_DEVICE, ev("x1", "identify", 5, user="u1", anon="kiosk-2")]
     await backend.loader.load_files([backend.put(unique_name(), event_table(rows))])

@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "profile",
         "show one person: ids, merged traits, last events",
         "Find a profile by any of its ids (user_id:u1, anonymous_id:a1, email:x@example.com, "
-        "profile_id:use_...) in the embedded DuckDB warehouse. Exit 1 when no profile has it.",
+        "profile_id:use_...) in the warehouse (DuckDB or BigQuery). Exit 1 when no profile has it.",
     )
     profile.add_argument("id", metavar="ID_TYPE:VALUE", help="e.g. user_id:u1")
     profile.add_argument(
@@ -415,16 +415,17 @@ async def _start_profiles_api(settings: LoaderSettings, service: LoaderService) 
     """With EVENTKIT_PROFILES_PORT: hold the DuckDB file open and serve the Profile API."""
     if settings.profiles_port is None or settings.profiles_token is None:
         return None
-    from eventkit_storage.identity_read import ProfileReader
+    from eventkit_storage.identity_read import ProfileReader, reader_for
 
     from eventkit_loader.profiles_api import ProfilesServer
 
     warehouse = service.warehouse
-    warehouse.hold()  # type: ignore[attr-defined]  # DuckDB (settings.check())
+    if settings.warehouse_kind == "duckdb":
+        warehouse.hold()  # type: ignore[attr-defined]  # one writer per file: share it
     await service.ensure_schema()  # the tables exist before the first request
 
     def reader() -> ProfileReader:
-        return ProfileReader(lambda sql, params: warehouse.query(sql, params)[1])  # type: ignore[attr-defined]
+        return reader_for(warehouse)
 
     return ProfilesServer(
         reader, settings.profiles_token, settings.profiles_host, settings.profiles_port
@@ -608,7 +609,7 @@ async def cmd_replay(
 def _check_duckdb(settings: LoaderSettings) -> None:
     if settings.warehouse_kind != "duckdb":
         raise ConfigurationError(
-            "query and profile read the embedded DuckDB warehouse: for BigQuery use `bq query` or the "
+            "query reads the embedded DuckDB warehouse: for BigQuery use `bq query` or the "
             "console (or pass --warehouse duckdb)"
         )
     if not settings.duckdb_path.exists():
@@ -641,12 +642,12 @@ def _profile_dict(profile: Any, events: Sequence[Any]) -> dict[str, Any]:
 
 async def cmd_profile(settings: LoaderSettings, ident: str, count: int, as_json: bool) -> int:
     from eventkit_storage.identity import parse_identity
-    from eventkit_storage.identity_read import ProfileReader
+    from eventkit_storage.identity_read import reader_for
 
-    _check_duckdb(settings)
+    if settings.warehouse_kind == "duckdb":
+        _check_duckdb(settings)
     id_type, value = parse_identity(ident)
-    warehouse = backends.warehouse(settings)
-    reader = ProfileReader(lambda sql, params: warehouse.query(sql, params)[1])
+    reader = reader_for(backends.warehouse(settings))
     found = await asyncio.to_thread(reader.find, id_type, value)
     profile = None if found is None else await asyncio.to_thread(reader.profile, found)
     if profile is None:

@@ -108,11 +108,6 @@ class LoaderSettings(BaseSettings):
                 "the Profile API (EVENTKIT_PROFILES_PORT / --profiles-port) needs a token: set "
                 "EVENTKIT_PROFILES_TOKEN (clients send it as the Basic auth user name)"
             )
-        if self.profiles_port is not None and self.warehouse_kind != "duckdb":
-            raise ConfigurationError(
-                "the Profile API serves the embedded DuckDB warehouse: unset "
-                "EVENTKIT_PROFILES_PORT with BigQuery (query the profiles table there)"
-            )
         if self.warehouse_kind == "bigquery" and self.event_store == "local":
             raise ConfigurationError(
                 "BigQuery loads files from GCS: with EVENTKIT_EVENT_STORE=local use "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -150,7 +151,13 @@ class Edge(NamedTuple):
 
     def order_key(self) -> tuple[Any, ...]:
         """The canonical order: event timestamp, then message_id (the rest breaks ties)."""
-        return (self.timestamp, self.message_id, self.kind, self.one, self.two)
+        key: tuple[Any, ...] = _ORDER(self)
+        return key
+
+
+#: :meth:`Edge.order_key` as one C call (timestamp, message_id, kind, then both sides): the
+#: pass sorts every edge of the components it touches.
+_ORDER: Final = operator.itemgetter(6, 5, 4, 0, 1, 2, 3)
 
 
 class Rejection(NamedTuple):
@@ -342,10 +349,11 @@ def resolve(
     for ident in ids:
         sets.add(ident)
     rejected: list[Rejection] = []
-    for edge in sorted(set(edges), key=Edge.order_key):
-        sets.add(edge.one)
-        sets.add(edge.two)
-        a, b = sets.find(edge.one), sets.find(edge.two)
+    for edge in sorted(set(edges), key=_ORDER):
+        one, two = (edge[0], edge[1]), (edge[2], edge[3])
+        sets.add(one)
+        sets.add(two)
+        a, b = sets.find(one), sets.find(two)
         if a == b:
             continue
         broken = None if edge.kind == "alias" else sets.broken_limit(a, b)
@@ -402,7 +410,10 @@ class StoredFacts:
 class ChunkResult:
     """Everything one chunk writes. The store replaces, for ``component_ids``, their identities
     and limit rejections, and the profiles ``old_profile_ids`` and the new ones; for ``events`` (by
-    message_id) their facts, edges and blocked-value rejections."""
+    message_id) their facts, edges and blocked-value rejections.
+
+    ``stored_identities`` is what the store held of ``component_ids`` when the chunk was
+    computed: :meth:`identity_changes` writes only the rows that differ from it."""
 
     events: list[EventFacts]
     edges: list[Edge]
@@ -413,6 +424,53 @@ class ChunkResult:
     profiles: list[ProfileRow]
     rejections: list[Rejection]
     merges: list[Merge]
+    stored_identities: Mapping[Identity, tuple[str, datetime, datetime]] = field(
+        default_factory=dict
+    )
+
+    def identity_changes(self) -> tuple[list[IdentityRow], list[Identity], list[IdentityRow]]:
+        """(rows to insert: new ids and ids that changed profile; ids to delete first: those
+        that changed profile; rows whose only change is first_seen/last_seen). Unchanged rows
+        are left alone (updating them in place keeps DuckDB's indexes untouched)."""
+        inserts: list[IdentityRow] = []
+        moved: list[Identity] = []
+        seen: list[IdentityRow] = []
+        for row in self.identities:
+            ident = (row.id_type, row.id_value)
+            stored = self.stored_identities.get(ident)
+            if stored is None:
+                inserts.append(row)
+            elif stored[0] != row.profile_id:
+                moved.append(ident)
+                inserts.append(row)
+            elif stored[1] != row.first_seen or stored[2] != row.last_seen:
+                seen.append(row)
+        return inserts, moved, seen
+
+    def profile_changes(self) -> tuple[list[str], list[ProfileRow], list[ProfileRow]]:
+        """(stored profile ids to delete, rows to insert, rows to update in place).
+
+        A profile is rewritten (deleted and inserted) when it is new, or its anonymous ids
+        changed (DuckDB rewrites a LIST column's rows on update, indexes included); otherwise
+        its scalar columns are updated in place. Stored profiles that no longer exist (merged
+        away or re-split) are deleted."""
+        stored_anons: dict[str, set[str]] = defaultdict(set)
+        for (id_type, value), (pid, _, _) in self.stored_identities.items():
+            if id_type == "anonymous_id":
+                stored_anons[pid].add(value)
+        old = set(self.old_profile_ids)
+        new = {p.profile_id for p in self.profiles}
+        delete = sorted(old - new)
+        inserts: list[ProfileRow] = []
+        updates: list[ProfileRow] = []
+        for row in self.profiles:
+            if row.profile_id in old and stored_anons[row.profile_id] == set(row.anonymous_ids):
+                updates.append(row)
+            else:
+                inserts.append(row)
+                if row.profile_id in old:
+                    delete.append(row.profile_id)
+        return sorted(delete), inserts, updates
 
 
 class IdentityStore(Protocol):
@@ -420,6 +478,10 @@ class IdentityStore(Protocol):
 
     def pending_events(self, limit: int) -> list[EventIds]:
         """Up to ``limit`` events whose facts are not stored yet (duplicates allowed)."""
+        ...
+
+    def profile_members(self, ids: Collection[Identity]) -> set[Identity]:
+        """Every stored id whose profile is the stored profile of one of ``ids``."""
         ...
 
     def edges_touching(self, ids: Collection[Identity]) -> list[Edge]:
@@ -448,19 +510,26 @@ class PassStats:
 
 
 def _closure(store: IdentityStore, start: set[Identity], edges: set[Edge]) -> set[Identity]:
-    """All ids connected to ``start`` through stored edges and ``edges`` (rejected included)."""
+    """All ids connected to ``start`` through stored edges and ``edges`` (rejected included).
+
+    Seeded with every id that shares a stored profile with ``start`` (one indexed read), so the
+    first round of stored edges usually closes the component; later rounds only follow edges a
+    limit refused (they join ids of other profiles)."""
     by_id: dict[Identity, list[Identity]] = defaultdict(list)
-    for e in edges:
-        by_id[e.one].append(e.two)
-        by_id[e.two].append(e.one)
-    known = set(start)
-    frontier = set(start)
+
+    def link(new: Iterable[Edge]) -> None:
+        for e in new:
+            one, two = (e[0], e[1]), (e[2], e[3])
+            by_id[one].append(two)
+            by_id[two].append(one)
+
+    link(edges)
+    known = set(start) | store.profile_members(start)
+    frontier = set(known)
     while frontier:
         stored = store.edges_touching(frontier)
         edges.update(stored)
-        for e in stored:
-            by_id[e.one].append(e.two)
-            by_id[e.two].append(e.one)
+        link(stored)
         reached = {n for ident in frontier for n in by_id.get(ident, ())}
         frontier = reached - known
         known |= frontier
@@ -556,7 +625,7 @@ def _chunk_result(
     merges = _merges(old, roots, profiles, seen, edges, rejections)
     return ChunkResult(
         events=[item.facts for item in extracted],
-        edges=sorted(chunk_edges, key=Edge.order_key),
+        edges=sorted(chunk_edges, key=_ORDER),
         blocked=[r for item in extracted for r in item.blocked],
         component_ids=sorted(roots),
         old_profile_ids=sorted(set(old.values())),
@@ -564,6 +633,7 @@ def _chunk_result(
         profiles=sorted(profiles.values()),
         rejections=rejections,
         merges=merges,
+        stored_identities={i: row for i, row in stored.identities.items() if i in roots},
     )
 
 
@@ -581,21 +651,26 @@ def _merges(
     members: dict[str, list[Identity]] = defaultdict(list)
     for ident, pid in old.items():
         members[pid].append(ident)
+    gone = {
+        pid: roots[min(idents, key=lambda i: (seen[i][0], i))]
+        for pid, idents in members.items()
+        if pid not in new_ids
+    }
+    if not gone:
+        return []  # the usual pass: no profile went away
+    wanted = set(gone.values())  # only the profiles something merged into need their edge
     refused = {
         (r.message_id, r.id_type_1, r.id_value_1, r.id_type_2, r.id_value_2) for r in rejections
     }
     latest: dict[Identity, Edge] = {}
     for e in edges:
-        if (e.message_id, *e.one, *e.two) in refused or e.one not in roots:
+        root = roots.get((e[0], e[1]))
+        if root not in wanted or (e.message_id, *e[:4]) in refused:
             continue
-        root = roots[e.one]
-        if root not in latest or e.order_key() > latest[root].order_key():
+        if root not in latest or _ORDER(e) > _ORDER(latest[root]):
             latest[root] = e
     out: list[Merge] = []
-    for pid, idents in sorted(members.items()):
-        if pid in new_ids:
-            continue
-        root = roots[min(idents, key=lambda i: (seen[i][0], i))]
+    for pid, root in sorted(gone.items()):
         edge = latest.get(root)
         if edge is not None:
             out.append(Merge(pid, profiles[root].profile_id, edge.timestamp, edge.message_id))

@@ -71,6 +71,12 @@ class DuckDBIdentityStore(SqlIdentityStore):
         with self._registered(relations):
             return [tuple(row) for row in self.con.execute(sql).fetchall()]
 
+    def _select_many(
+        self, queries: Sequence[str], relations: dict[str, Relation]
+    ) -> list[list[tuple[Any, ...]]]:
+        with self._registered(relations):
+            return [[tuple(row) for row in self.con.execute(sql).fetchall()] for sql in queries]
+
     def _execute_all(self, statements: Sequence[tuple[str, dict[str, Relation]]]) -> None:
         self.con.begin()
         try:

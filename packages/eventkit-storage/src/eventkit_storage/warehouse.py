@@ -420,9 +420,11 @@ def _render_duckdb_ddl(table: str) -> str:
             f'CREATE TABLE IF NOT EXISTS "{name}" (\n{_identity_columns("duckdb", columns)}\n);'
         )
     # Point lookups (profile, Profile API) by id and by profile: ART indexes (not unique ones:
-    # a chunk deletes and re-inserts the same keys in one transaction).
+    # a chunk may delete and re-insert the same keys in one transaction). Single-column: DuckDB
+    # scans an index only for one equality filter, so lookups by id filter on id_value alone.
     parts += [
-        'CREATE INDEX IF NOT EXISTS "identities_by_id" ON "identities" (id_type, id_value);',
+        'DROP INDEX IF EXISTS "identities_by_id";',
+        'CREATE INDEX IF NOT EXISTS "identities_by_value" ON "identities" (id_value);',
         'CREATE INDEX IF NOT EXISTS "identities_by_profile" ON "identities" (profile_id);',
         'CREATE INDEX IF NOT EXISTS "profiles_by_id" ON "profiles" (profile_id);',
     ]

@@ -84,7 +84,9 @@ CREATE TABLE IF NOT EXISTS "_eventkit_identity_events" (
   "traits" JSON
 );
 
-CREATE INDEX IF NOT EXISTS "identities_by_id" ON "identities" (id_type, id_value);
+DROP INDEX IF EXISTS "identities_by_id";
+
+CREATE INDEX IF NOT EXISTS "identities_by_value" ON "identities" (id_value);
 
 CREATE INDEX IF NOT EXISTS "identities_by_profile" ON "identities" (profile_id);
 
