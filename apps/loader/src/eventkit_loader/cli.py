@@ -262,6 +262,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true", default=False, help="print JSON")
 
+    dead = add(
+        "dead-letters",
+        "count dead letters by stream and reason, with sample payloads",
+        "Read the dead-letter files of the event store (local directory or GCS) and list how "
+        "many there are per stream and reason code, with a few sample payloads each.",
+    )
+    dead.add_argument(
+        "--stream", metavar="STREAM", type=_stream, help="only this stream's dead letters"
+    )
+    dead.add_argument(
+        "--since",
+        metavar="DATE",
+        type=parse_since,
+        help="only dead letters received since: YYYY-MM-DD or ISO date-time (UTC)",
+    )
+    dead.add_argument(
+        "--reason", metavar="CODE", help="only this reason code (e.g. validation_failed)"
+    )
+    dead.add_argument(
+        "--samples", metavar="N", type=int, default=3, help="sample payloads per group (default 3)"
+    )
+    dead.add_argument("--json", action="store_true", default=False, help="print one JSON object")
+
     profile = add(
         "profile",
         "show one person: ids, merged traits, last events",
@@ -606,6 +629,25 @@ async def cmd_replay(
     return EXIT_OK
 
 
+async def cmd_dead_letters(settings: LoaderSettings, args: argparse.Namespace) -> int:
+    from eventkit_loader.dead_letters import summarize, text_lines
+
+    summary = await summarize(
+        backends.error_store(settings),
+        stream=getattr(args, "stream", None),
+        since=getattr(args, "since", None),
+        reason=getattr(args, "reason", None),
+        samples=max(0, args.samples),
+    )
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        console = Console(highlight=False)
+        for line in text_lines(summary):
+            console.print(line, markup=False)
+    return EXIT_OK
+
+
 def _check_duckdb(settings: LoaderSettings) -> None:
     if settings.warehouse_kind != "duckdb":
         raise ConfigurationError(
@@ -706,6 +748,8 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
         return await cmd_replay(
             settings, args.stream, getattr(args, "since", None), args.load, args.dry_run, args.json
         )
+    if command == "dead-letters":
+        return await cmd_dead_letters(settings, args)
     if command == "query":
         return await cmd_query(settings, args.sql, args.json)
     if command == "profile":
