@@ -119,3 +119,49 @@ def test_help_names_metavars_and_environment(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for text in ("--stream STREAM", "--since DATE", "--reason CODE", "--json", "EVENTKIT_DATA_DIR"):
         assert text in out
+
+
+def _status(capsys: pytest.CaptureFixture[str], data: Path) -> dict[str, Any]:
+    assert main(["status", "--data-dir", str(data), "--json"]) == 0
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return out
+
+
+def test_a_pass_loads_dead_letters_once_into_the_table(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _status(capsys, data_dir)
+    assert before["dead_letters"] == {"files": 3, "loaded": 0, "pending": 3}
+    assert before["listed"] == 0  # event files are counted apart
+
+    assert main(["once", "--data-dir", str(data_dir), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["dead_letter_files"], first["dead_letter_rows"]) == (3, 5)
+    assert main(["once", "--data-dir", str(data_dir), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["dead_letter_files"], again["dead_letter_rows"]) == (0, 0)
+
+    sql = (
+        "select stream, reason_code, count(*) as n, count(distinct payload) as p "
+        "from dead_letters group by 1, 2 order by 1, 2"
+    )
+    assert main(["query", "--data-dir", str(data_dir), "--json", sql]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"stream": "events", "reason_code": "invalid_type", "n": 1, "p": 1},
+        {"stream": "events", "reason_code": "missing_field", "n": 3, "p": 3},
+        {"stream": "pages", "reason_code": "not_an_object", "n": 1, "p": 1},
+    ]
+    after = _status(capsys, data_dir)
+    assert after["dead_letters"] == {"files": 3, "loaded": 3, "pending": 0}
+    assert main(["status", "--data-dir", str(data_dir)]) == 0
+    assert "dead letters: 3 files, 3 loaded, 0 pending" in capsys.readouterr().out
+
+    # a new dead-letter file is loaded by the next pass, the old ones are not loaded again
+    asyncio.run(
+        LocalErrorStore(data_dir).store_errors([_letter([1], "pages", LATE.replace(hour=20))])
+    )
+    assert _status(capsys, data_dir)["dead_letters"]["pending"] == 1
+    assert main(["once", "--data-dir", str(data_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dead_letter_rows"] == 1
+    assert main(["query", "--data-dir", str(data_dir), "--json", sql]) == 0
+    assert json.loads(capsys.readouterr().out)[-1]["n"] == 2

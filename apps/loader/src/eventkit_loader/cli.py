@@ -567,6 +567,7 @@ async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
         "source": _source_name(settings),
         "warehouse": _warehouse_name(settings),
         **backlog.as_dict(),
+        "dead_letters": await _dead_letter_status(service, ledger_missing),
         "note": note,
     }
     if as_json:
@@ -576,11 +577,26 @@ async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
     for key in ("source", "warehouse", "listed", "loaded", "pending", "failed", "oldest_unloaded"):
         console.print(f"{key:>16}: {info[key] if info[key] is not None else '-'}", highlight=False)
     console.print(f"{'lag':>16}: {info['lag_seconds']:.1f} s", highlight=False)
+    dead = info["dead_letters"]
+    console.print(
+        f"{'dead letters':>16}: {dead['files']} files, {dead['loaded']} loaded, "
+        f"{dead['pending']} pending (see `eventkit-loader dead-letters`)",
+        highlight=False,
+    )
     for uri, attempts in info["failed_files"].items():
         console.print(f"  failed x{attempts}: {uri}", highlight=False)
     if note:
         console.print(note, highlight=False)
     return EXIT_OK
+
+
+async def _dead_letter_status(service: LoaderService, ledger_missing: bool) -> dict[str, int]:
+    """Dead-letter files stored, loaded into ``dead_letters`` and pending (rows: in the table)."""
+    backlog = None if ledger_missing else await service.dead_letter_backlog()
+    if backlog is None:
+        files = await resolve(service.store.list_files("dead-letters"))
+        return {"files": len(files), "loaded": 0, "pending": len(files)}
+    return {"files": backlog.listed, "loaded": backlog.loaded, "pending": len(backlog.pending)}
 
 
 async def cmd_replay(
