@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from eventkit_loader.cli import build_parser, main, parse_since, settings_from
 
-COMMANDS = ["run", "once", "backfill", "create-table", "status", "replay-dead-letters", "query"]
+COMMANDS = [
+    "run",
+    "once",
+    "backfill",
+    "create-table",
+    "status",
+    "replay-dead-letters",
+    "dead-letters",
+    "query",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from eventkit_core import ConfigurationError
 from eventkit_storage import warehouse
-from eventkit_storage.schema import EVENT_COLUMNS
+from eventkit_storage.schema import DEAD_LETTER_SCHEMA, EVENT_COLUMNS
 from eventkit_storage.warehouse import (
     IDENTITY_TABLES,
     VIEW_NAMES,
@@ -98,10 +98,12 @@ def test_the_duckdb_ddl_runs_twice_and_gives_the_contract_names() -> None:
         row[0]
         for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
     }
-    assert tables == {"raw_events", "_eventkit_loaded_files", *IDENTITY_TABLES}
+    assert tables == {"raw_events", "_eventkit_loaded_files", "dead_letters", *IDENTITY_TABLES}
     assert views == set(VIEW_NAMES)
     columns = [row[0] for row in con.execute("DESCRIBE raw_events").fetchall()]
     assert columns == list(EVENT_COLUMNS)
+    dead = [row[0] for row in con.execute("DESCRIBE dead_letters").fetchall()]
+    assert dead == list(DEAD_LETTER_SCHEMA.names)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from eventkit_core import AdaptResult, DeadLetter, RawEvent, TypedEvent
 from eventkit_queues import AsyncQueue, PublishError
 
+from eventkit_collector.deadlog import DeadLetterLog
 from eventkit_collector.release import EntryCounts
 
 if TYPE_CHECKING:
@@ -65,13 +66,22 @@ class BatchAdapter(Protocol):
 class CountingAdapter:
     """The schema adapter, turning failures into dead letters and counting both outcomes."""
 
-    def __init__(self, adapter: BatchAdapter, counts: EventCounts | None) -> None:
+    def __init__(
+        self,
+        adapter: BatchAdapter,
+        counts: EventCounts | None,
+        dead_log: DeadLetterLog | None = None,
+    ) -> None:
         self._adapter = adapter
         self._counts = counts
+        # Operators see dead letters in the log, rate-limited (one line per kind per minute).
+        self.dead_log = dead_log if dead_log is not None else DeadLetterLog()
 
     def adapt(self, raw: RawEvent) -> AdaptResult:
         """One event (Pub/Sub mode: the archive coordinator's ``EventLoader.add`` adapts)."""
         result = self._adapter.adapt(raw)
+        if result.error is not None:
+            self.dead_log.record(raw.stream, result.error.code, result.error.message)
         if self._counts is not None:
             if result.event is not None and result.error is None:
                 self._counts.processed({result.event.type: 1})
@@ -92,6 +102,7 @@ class CountingAdapter:
                     assert error is not None  # an AdaptResult holds an event or an error
                     out[i] = DeadLetter.from_raw(raw, error)
                     failed[error.code] += 1
+                    self.dead_log.record(raw.stream, error.code, error.message)
         items: list[Item] = out  # type: ignore[assignment]  # no None is left
         if self._counts is not None:
             self._counts.processed(Counter([e.type for e in items if isinstance(e, TypedEvent)]))

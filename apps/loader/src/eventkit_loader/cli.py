@@ -262,6 +262,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true", default=False, help="print JSON")
 
+    dead = add(
+        "dead-letters",
+        "count dead letters by stream and reason, with sample payloads",
+        "Read the dead-letter files of the event store (local directory or GCS) and list how "
+        "many there are per stream and reason code, with a few sample payloads each.",
+    )
+    dead.add_argument(
+        "--stream", metavar="STREAM", type=_stream, help="only this stream's dead letters"
+    )
+    dead.add_argument(
+        "--since",
+        metavar="DATE",
+        type=parse_since,
+        help="only dead letters received since: YYYY-MM-DD or ISO date-time (UTC)",
+    )
+    dead.add_argument(
+        "--reason", metavar="CODE", help="only this reason code (e.g. validation_failed)"
+    )
+    dead.add_argument(
+        "--samples", metavar="N", type=int, default=3, help="sample payloads per group (default 3)"
+    )
+    dead.add_argument("--json", action="store_true", default=False, help="print one JSON object")
+
     profile = add(
         "profile",
         "show one person: ids, merged traits, last events",
@@ -544,6 +567,7 @@ async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
         "source": _source_name(settings),
         "warehouse": _warehouse_name(settings),
         **backlog.as_dict(),
+        "dead_letters": await _dead_letter_status(service, ledger_missing),
         "note": note,
     }
     if as_json:
@@ -553,11 +577,26 @@ async def cmd_status(settings: LoaderSettings, as_json: bool) -> int:
     for key in ("source", "warehouse", "listed", "loaded", "pending", "failed", "oldest_unloaded"):
         console.print(f"{key:>16}: {info[key] if info[key] is not None else '-'}", highlight=False)
     console.print(f"{'lag':>16}: {info['lag_seconds']:.1f} s", highlight=False)
+    dead = info["dead_letters"]
+    console.print(
+        f"{'dead letters':>16}: {dead['files']} files, {dead['loaded']} loaded, "
+        f"{dead['pending']} pending (see `eventkit-loader dead-letters`)",
+        highlight=False,
+    )
     for uri, attempts in info["failed_files"].items():
         console.print(f"  failed x{attempts}: {uri}", highlight=False)
     if note:
         console.print(note, highlight=False)
     return EXIT_OK
+
+
+async def _dead_letter_status(service: LoaderService, ledger_missing: bool) -> dict[str, int]:
+    """Dead-letter files stored, loaded into ``dead_letters`` and pending (rows: in the table)."""
+    backlog = None if ledger_missing else await service.dead_letter_backlog()
+    if backlog is None:
+        files = await resolve(service.store.list_files("dead-letters"))
+        return {"files": len(files), "loaded": 0, "pending": len(files)}
+    return {"files": backlog.listed, "loaded": backlog.loaded, "pending": len(backlog.pending)}
 
 
 async def cmd_replay(
@@ -603,6 +642,25 @@ async def cmd_replay(
             console.print("the next load pass loads them (or run with --load)", highlight=False)
     if result is not None and not result.ok:
         return EXIT_FAILED
+    return EXIT_OK
+
+
+async def cmd_dead_letters(settings: LoaderSettings, args: argparse.Namespace) -> int:
+    from eventkit_loader.dead_letters import summarize, text_lines
+
+    summary = await summarize(
+        backends.error_store(settings),
+        stream=getattr(args, "stream", None),
+        since=getattr(args, "since", None),
+        reason=getattr(args, "reason", None),
+        samples=max(0, args.samples),
+    )
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        console = Console(highlight=False)
+        for line in text_lines(summary):
+            console.print(line, markup=False)
     return EXIT_OK
 
 
@@ -706,6 +764,8 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
         return await cmd_replay(
             settings, args.stream, getattr(args, "since", None), args.load, args.dry_run, args.json
         )
+    if command == "dead-letters":
+        return await cmd_dead_letters(settings, args)
     if command == "query":
         return await cmd_query(settings, args.sql, args.json)
     if command == "profile":

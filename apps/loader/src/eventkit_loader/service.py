@@ -170,6 +170,9 @@ class PassResult:
     error: str | None = None
     #: What the identity pass after the loads did (None when it did not run).
     identities: dict[str, int] | None = None
+    #: Dead-letter files (and their rows) loaded into ``dead_letters`` by this pass.
+    dead_letter_files: int = 0
+    dead_letter_rows: int = 0
 
     @property
     def ok(self) -> bool:
@@ -187,6 +190,8 @@ class PassResult:
             "interrupted": self.interrupted,
             "error": self.error,
             "identities": self.identities,
+            "dead_letter_files": self.dead_letter_files,
+            "dead_letter_rows": self.dead_letter_rows,
         }
 
 
@@ -221,6 +226,37 @@ class LoaderService:
     async def list_files(self, since: datetime | None = None) -> list[ListedFile]:
         listed = await resolve(self.store.list_files("events", since))
         return list(listed)
+
+    async def dead_letter_backlog(self) -> Backlog | None:
+        """Dead-letter files against the same ledger; None when the warehouse cannot load them."""
+        if not hasattr(self.warehouse, "load_dead_letter_files"):
+            return None
+        files = list(await resolve(self.store.list_files("dead-letters")))
+        loaded = await self.loaded_files() if files else set()
+        failed = self.state.failed_files() if self.state is not None else {}
+        return compute_backlog(files, loaded, failed)
+
+    async def _load_dead_letters(self, result: PassResult) -> None:
+        """After the events: dead-letter files into ``dead_letters``, each once (same ledger)."""
+        backlog = await self.dead_letter_backlog()
+        if backlog is None or not backlog.pending:
+            return
+        uris = [f.uri for f in backlog.pending]
+        for start in range(0, len(uris), self.batch_files):
+            chunk = uris[start : start + self.batch_files]
+            report: LoadReport = await resolve(self.warehouse.load_dead_letter_files(chunk))  # type: ignore[attr-defined]
+            if self.state is not None:
+                self.state.record_load([*report.loaded, *report.skipped], report.failed)
+            result.dead_letter_files += len(report.loaded)
+            result.dead_letter_rows += report.rows
+            result.failed += list(report.failed)
+            for uri in report.failed:
+                log.warning("could not load dead letters %s (retried by the next pass)", uri)
+        log.info(
+            "dead letters: %d files loaded (%d rows)",
+            result.dead_letter_files,
+            result.dead_letter_rows,
+        )
 
     async def loaded_files(self) -> set[str]:
         return set(await resolve(self.warehouse.loaded_files()))
@@ -279,6 +315,8 @@ class LoaderService:
                 self._record_backlog(list(remaining) + [f for f in batch if f.uri in failed_now])
                 if on_batch is not None:
                     on_batch(report, len(batch))
+            if not result.interrupted and since is None:
+                await self._load_dead_letters(result)
             if not result.interrupted and isinstance(self.warehouse, IdentityResolver):
                 # After the loads, so that a pass's events resolve in the same pass; it also
                 # catches up with events a killed pass loaded but did not resolve.

@@ -43,6 +43,8 @@ from eventkit_storage.schema import BIGQUERY_TYPES, EVENT_SCHEMA
 from eventkit_storage.warehouse import (
     ADDED_COLUMNS,
     BIGQUERY_LEDGER_FIELDS,
+    DEAD_LETTER_COLUMNS,
+    DEAD_LETTERS_TABLE,
     IDENTITY_TABLES,
     LEDGER_TABLE,
     LoaderMetrics,
@@ -119,6 +121,8 @@ class BigQueryWarehouseLoader:
         self._metrics = LoaderMetrics("bigquery", meter_provider)
         self._pass_lock = threading.Lock()
         self._schema_ready = False
+        # The table the current pass loads into (set under _pass_lock): raw or dead letters.
+        self._target_ref = self.table_ref
 
     @property
     def client(self) -> bigquery.Client:
@@ -170,6 +174,15 @@ class BigQueryWarehouseLoader:
             ledger.description = "eventkit: files loaded into the raw table (append-only)"
             client.create_table(ledger, exists_ok=True, retry=self._retry, timeout=_HTTP_TIMEOUT)
             self._create_identity_tables(client)
+            dead = bigquery.Table(
+                f"{self.dataset_ref}.{DEAD_LETTERS_TABLE}",
+                schema=[
+                    bigquery.SchemaField(name, type_, mode=mode)
+                    for name, type_, mode in DEAD_LETTER_COLUMNS
+                ],
+            )
+            dead.description = "eventkit dead letters: one row per stored dead letter"
+            client.create_table(dead, exists_ok=True, retry=self._retry, timeout=_HTTP_TIMEOUT)
 
             # Views through DDL, not the tables API: local-bigquery (the emulator the tests use)
             # keeps an updated `view_query` as metadata only; `CREATE OR REPLACE VIEW` works on
@@ -260,7 +273,13 @@ class BigQueryWarehouseLoader:
         """
         return await asyncio.to_thread(self._load_files_sync, list(uris))
 
-    def _load_files_sync(self, uris: list[str]) -> LoadReport:
+    async def load_dead_letter_files(self, uris: Sequence[str]) -> LoadReport:
+        """Load dead-letter files into ``dead_letters`` like :meth:`load_files` (same ledger:
+        each file once, a killed pass's batch finished by the next one)."""
+        target = f"{self.dataset_ref}.{DEAD_LETTERS_TABLE}"
+        return await asyncio.to_thread(self._load_files_sync, list(uris), target)
+
+    def _load_files_sync(self, uris: list[str], target: str | None = None) -> LoadReport:
         given: dict[Key, list[str]] = {}
         failed_uris: list[str] = []
         for uri in uris:
@@ -273,11 +292,14 @@ class BigQueryWarehouseLoader:
         with self._pass_lock:
             if not self._schema_ready:
                 self._ensure_schema_sync()
+            self._target_ref = self.table_ref if target is None else target
             try:
                 done = self._run_pass(list(given))
             except api_exceptions.GoogleAPIError as exc:
                 self._metrics.error()
-                raise WarehouseError(f"load pass into {self.table_ref} failed: {exc}") from exc
+                raise WarehouseError(f"load pass into {self._target_ref} failed: {exc}") from exc
+            finally:
+                self._target_ref = self.table_ref
 
         def uris_of(keys: Sequence[Key]) -> list[str]:
             out: list[str] = []
@@ -353,7 +375,7 @@ class BigQueryWarehouseLoader:
             try:
                 job = self.client.load_table_from_uri(
                     sources,
-                    self.table_ref,
+                    self._target_ref,
                     job_id=job_id,
                     job_config=config,
                     location=self.location,

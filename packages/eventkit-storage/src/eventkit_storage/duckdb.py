@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlparse
 
 import duckdb  # the top-level package: imports are absolute, this module does not shadow it
@@ -30,8 +30,9 @@ from eventkit_core.protocols import LoadReport
 from opentelemetry.metrics import MeterProvider
 
 from eventkit_storage.identity import IdentityConfig, PassStats, run_identity_pass
-from eventkit_storage.schema import EVENT_COLUMNS
+from eventkit_storage.schema import DEAD_LETTER_SCHEMA, EVENT_COLUMNS
 from eventkit_storage.warehouse import (
+    DEAD_LETTERS_TABLE,
     IDENTITY_FACTS_TABLE,
     LEDGER_TABLE,
     LoaderMetrics,
@@ -70,6 +71,9 @@ def _is_busy(exc: duckdb.Error) -> bool:
     return (isinstance(exc, duckdb.IOException) and "lock" in text.lower()) or (
         isinstance(exc, duckdb.ConnectionException) and "different configuration" in text
     )
+
+
+DEAD_LETTER_NAMES: Final = tuple(DEAD_LETTER_SCHEMA.names)
 
 
 class DuckDBWarehouseLoader:
@@ -212,7 +216,16 @@ class DuckDBWarehouseLoader:
         """Load each file not in the ledger yet, once. Bad files are reported, never raised."""
         return await asyncio.to_thread(self._load_files_sync, list(uris))
 
-    def _load_files_sync(self, uris: list[str]) -> LoadReport:
+    async def load_dead_letter_files(self, uris: Sequence[str]) -> LoadReport:
+        """Load dead-letter files into ``dead_letters``: each once, with the same ledger."""
+        return await asyncio.to_thread(
+            self._load_files_sync, list(uris), DEAD_LETTERS_TABLE, DEAD_LETTER_NAMES
+        )
+
+    def _load_files_sync(
+        self, uris: list[str], table: str | None = None, names: Sequence[str] = EVENT_COLUMNS
+    ) -> LoadReport:
+        target = self.table if table is None else table
         loaded: list[str] = []
         skipped: list[str] = []
         failed: list[str] = []
@@ -220,7 +233,7 @@ class DuckDBWarehouseLoader:
         if not uris:
             return LoadReport()
         with self._pass_lock, self._open() as con:
-            if not self._schema_current(con):
+            if not self._schema_current(con) or not self._has_table(con, target):
                 self._apply_ddl(con)  # creates what is missing, migrates an older raw table
             seen: set[str] = set()
             for uri in uris:
@@ -236,7 +249,7 @@ class DuckDBWarehouseLoader:
                     continue
                 seen.add(key)
                 try:
-                    count = self._load_one(con, path, key)
+                    count = self._load_one(con, path, key, target, names)
                 except duckdb.Error:
                     failed.append(uri)
                     self._metrics.error()
@@ -251,16 +264,23 @@ class DuckDBWarehouseLoader:
             loaded=tuple(loaded), skipped=tuple(skipped), failed=tuple(failed), rows=rows
         )
 
-    def _load_one(self, con: duckdb.DuckDBPyConnection, path: Path, key: str) -> int | None:
+    def _load_one(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        key: str,
+        table: str,
+        names: Sequence[str],
+    ) -> int | None:
         """Load one file in one transaction with its ledger row; None when already loaded."""
-        columns = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+        columns = ", ".join(f'"{name}"' for name in names)
         # A file written before a column existed (``extras``) loads with nulls in it.
         in_file = {
             str(row[0])
             for row in con.execute("SELECT name FROM parquet_schema(?)", [str(path)]).fetchall()
         }
         values = ", ".join(
-            f'"{name}"' if name in in_file else f'NULL AS "{name}"' for name in EVENT_COLUMNS
+            f'"{name}"' if name in in_file else f'NULL AS "{name}"' for name in names
         )
         con.begin()
         try:
@@ -269,7 +289,7 @@ class DuckDBWarehouseLoader:
                 con.rollback()
                 return None
             inserted = con.execute(
-                f'INSERT INTO "{self.table}" ({columns}) SELECT {values} FROM read_parquet(?)',
+                f'INSERT INTO "{table}" ({columns}) SELECT {values} FROM read_parquet(?)',
                 [str(path)],
             ).fetchone()
             count = int(inserted[0]) if inserted else 0

@@ -26,13 +26,21 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Final, Literal
 
+import pyarrow as pa
 from eventkit_core.errors import ConfigurationError
 from opentelemetry import metrics
 from opentelemetry.metrics import Counter, MeterProvider
 
-from eventkit_storage.schema import BIGQUERY_TYPES, EVENT_COLUMNS, EVENT_SCHEMA
+from eventkit_storage.schema import (
+    BIGQUERY_TYPES,
+    DEAD_LETTER_SCHEMA,
+    EVENT_COLUMNS,
+    EVENT_SCHEMA,
+)
 
 __all__ = [
+    "DEAD_LETTERS_TABLE",
+    "DEAD_LETTER_COLUMNS",
     "DEDUPE_ORDER",
     "DEFAULT_TABLE",
     "EVENT_VIEW_COLUMNS",
@@ -100,6 +108,17 @@ DEDUPE_ORDER: Final = (
 IDENTITY_FACTS_TABLE: Final = "_eventkit_identity_events"
 #: The identity tables: name -> ((column, BigQuery type, mode), ...). ``JSON`` is JSON text
 #: (STRING in BigQuery, JSON in DuckDB); ``REPEATED`` STRING is an array of strings.
+#: The table dead-letter files load into: the dead-letter file columns (DEAD_LETTER_SCHEMA).
+DEAD_LETTERS_TABLE: Final = "dead_letters"
+DEAD_LETTER_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = tuple(
+    (
+        f.name,
+        "TIMESTAMP" if pa.types.is_timestamp(f.type) else "STRING",
+        "NULLABLE" if f.nullable else "REQUIRED",
+    )
+    for f in DEAD_LETTER_SCHEMA
+)
+
 IDENTITY_TABLES: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
     "identity_edges": (
         ("id_type_1", "STRING", "REQUIRED"),
@@ -353,6 +372,12 @@ def _render_bigquery_ddl(project: str, dataset: str, table: str) -> str:
             f"CREATE TABLE IF NOT EXISTS `{base}.{name}` (\n{_identity_columns('bigquery', columns)}\n)"
             f"\nOPTIONS (description = 'eventkit identity resolution: {name}');",
         ]
+    parts += [
+        "",
+        f"CREATE TABLE IF NOT EXISTS `{base}.{DEAD_LETTERS_TABLE}` (\n"
+        f"{_identity_columns('bigquery', DEAD_LETTER_COLUMNS)}\n)\n"
+        "OPTIONS (description = 'eventkit dead letters: one row per stored dead letter');",
+    ]
     for view, select in views_sql("bigquery", table_ref).items():
         parts += ["", f"CREATE OR REPLACE VIEW `{base}.{view}` AS\n{select};"]
     return "\n".join(parts) + "\n"
@@ -419,6 +444,10 @@ def _render_duckdb_ddl(table: str) -> str:
         parts.append(
             f'CREATE TABLE IF NOT EXISTS "{name}" (\n{_identity_columns("duckdb", columns)}\n);'
         )
+    parts.append(
+        f'CREATE TABLE IF NOT EXISTS "{DEAD_LETTERS_TABLE}" (\n'
+        f"{_identity_columns('duckdb', DEAD_LETTER_COLUMNS)}\n);"
+    )
     # Point lookups (profile, Profile API) by id and by profile: ART indexes (not unique ones:
     # a chunk may delete and re-insert the same keys in one transaction). Single-column: DuckDB
     # scans an index only for one equality filter, so lookups by id filter on id_value alone.

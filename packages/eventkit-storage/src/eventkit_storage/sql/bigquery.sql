@@ -103,6 +103,22 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}._eventkit_identity_events` (
 )
 OPTIONS (description = 'eventkit identity resolution: _eventkit_identity_events');
 
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.dead_letters` (
+  message_id STRING,
+  stream STRING NOT NULL,
+  reason_code STRING NOT NULL,
+  reason STRING NOT NULL,
+  payload STRING NOT NULL,
+  received_at TIMESTAMP NOT NULL,
+  source STRING,
+  ip STRING,
+  user_agent STRING,
+  batch_context STRING,
+  batch_integrations STRING,
+  batch_sent_at STRING
+)
+OPTIONS (description = 'eventkit dead letters: one row per stored dead letter');
+
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.events` AS
 SELECT e.message_id, e.type, e.stream, e.user_id, e.anonymous_id, e.event, e.name, e.group_id, e.previous_id, e.timestamp, e.original_timestamp, e.sent_at, e.received_at, e.properties, e.traits, e.context, e.integrations, e.payload, e.extras,
   COALESCE(iu.profile_id, ia.profile_id) AS profile_id

@@ -84,6 +84,21 @@ CREATE TABLE IF NOT EXISTS "_eventkit_identity_events" (
   "traits" JSON
 );
 
+CREATE TABLE IF NOT EXISTS "dead_letters" (
+  "message_id" VARCHAR,
+  "stream" VARCHAR NOT NULL,
+  "reason_code" VARCHAR NOT NULL,
+  "reason" VARCHAR NOT NULL,
+  "payload" VARCHAR NOT NULL,
+  "received_at" TIMESTAMPTZ NOT NULL,
+  "source" VARCHAR,
+  "ip" VARCHAR,
+  "user_agent" VARCHAR,
+  "batch_context" VARCHAR,
+  "batch_integrations" VARCHAR,
+  "batch_sent_at" VARCHAR
+);
+
 DROP INDEX IF EXISTS "identities_by_id";
 
 CREATE INDEX IF NOT EXISTS "identities_by_value" ON "identities" (id_value);
