@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from google.api_core.exceptions import NotFound
@@ -98,3 +99,17 @@ def test_loader_create_table_dry_run_then_twice(bigquery_emulator: BigQueryEmula
             assert done.returncode == 0, done.stderr
         tables = {t.table_id for t in client.list_tables(dataset, retry=short_retry())}
     assert {"raw_events", "events", "tracks", "users"} <= tables
+
+
+def test_readme_dry_run_example_prints_as_written() -> None:
+    readme = (Path(__file__).parents[2] / "apps/collector/README.md").read_text()
+    block = readme.split("eventkit-collector setup --dry-run\n", 1)[1].split("```", 1)[0]
+    env = {
+        "EVENTKIT_EVENT_STORE": "gcs",
+        "GCP_GCS_BUCKET": "my-events",
+        "EVENTKIT_QUEUE_MODE": "pubsub",
+        "GCP_PROJECT_ID": "my-proj",
+    }
+    done = _setup("--dry-run", **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == block.strip().splitlines()
