@@ -115,9 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_options(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="{serve}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,setup}")
     serve = sub.add_parser("serve", help="run the collector (the default command)")
     _add_options(serve, suppress=True)
+    setup = sub.add_parser(
+        "setup", help="create the bucket, topic and subscription the settings name (idempotent)"
+    )
+    _add_options(setup, suppress=True)
+    setup.add_argument(
+        "--dry-run", action="store_true", help="print what would be created; create nothing"
+    )
     return parser
 
 
@@ -142,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         print("eventkit-collector: invalid settings:\n" + "\n".join(lines), file=sys.stderr)
         return 2
+    if args.command == "setup":
+        from eventkit_collector.setup import run_setup
+
+        return run_setup(settings, args.dry_run)
     from eventkit_collector.server import serve
 
     return serve(settings)

@@ -221,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="print the BigQuery DDL (for `bq query`) instead of running anything",
     )
+    create.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=False,
+        help="print the warehouse it would create and its DDL; create nothing",
+    )
 
     status = add(
         "status",
@@ -530,6 +536,26 @@ async def cmd_backfill(
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def cmd_create_table_dry_run(settings: LoaderSettings) -> int:
+    """What ``create-table`` would create, and the DDL, for the configured warehouse."""
+    from eventkit_storage.warehouse import VIEW_NAMES, bigquery_ddl, duckdb_ddl
+
+    table = settings.warehouse_table
+    if settings.warehouse_kind == "bigquery":
+        project = settings.gcp_project_id or "your-project"
+        dataset = settings.gcp_bigquery_dataset
+        print(f"would create (unless it exists): dataset {project}.{dataset}")
+        where, ddl = f"{project}.{dataset}", bigquery_ddl(project, dataset, table)
+    else:
+        where, ddl = str(settings.duckdb_path), duckdb_ddl(table)
+        print(f"would create (unless it exists): DuckDB file {where}")
+    print(f"would create (unless it exists): table {where}.{table}")
+    print(f"would create or replace: views {', '.join(VIEW_NAMES)} in {where}")
+    print("-- DDL:")
+    print(ddl)
+    return EXIT_OK
+
+
 async def cmd_create_table(settings: LoaderSettings, print_sql: bool) -> int:
     if print_sql:
         from eventkit_storage.warehouse import bigquery_ddl
@@ -757,6 +783,8 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
     if command == "backfill":
         return await cmd_backfill(settings, args.since, not args.no_progress, args.json)
     if command == "create-table":
+        if args.dry_run:
+            return cmd_create_table_dry_run(settings)
         return await cmd_create_table(settings, args.print_sql)
     if command == "status":
         return await cmd_status(settings, args.json)
