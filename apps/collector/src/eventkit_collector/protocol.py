@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 import httptools
+from eventkit_core import EventkitError
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -45,14 +46,12 @@ class ConnectionLimits:
     body_timeout: float = 30.0
 
 
-class _Refused(Exception):
+class _Refused(EventkitError, ValueError):
     """Raised in a parser callback: the request gets this answer and the connection closes."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
 
 
 _BAD_REQUEST_HINT: Final = (

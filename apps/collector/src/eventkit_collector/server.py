@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from eventkit_core import ConfigurationError
+from eventkit_core import ConfigurationError, EventkitError
 
 from eventkit_collector.protocol import ConnectionLimits, EventkitHttpProtocol
 from eventkit_collector.settings import Settings
@@ -59,7 +59,7 @@ def _socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-class CannotStart(Exception):
+class CannotStart(EventkitError, RuntimeError):
     """The collector cannot start; the message is the one line it prints."""
 
 

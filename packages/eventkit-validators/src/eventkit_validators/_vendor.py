@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
 import msgspec
-from eventkit_core import AdaptError, AdaptResult, RawEvent, parse_timestamp
+from eventkit_core import AdaptError, AdaptResult, EventkitError, RawEvent, parse_timestamp
 
 from eventkit_validators import codes
 from eventkit_validators.core import AdapterCore, Message
@@ -24,13 +24,14 @@ _EMPTY: Final = msgspec.Raw()
 _BRACE: Final = ord("{")
 
 
-class Invalid(Exception):
-    """A field a vendor adapter cannot map; becomes the event's :class:`AdaptError`."""
+class Invalid(EventkitError, ValueError):
+    """A field a vendor adapter cannot map; becomes the event's :class:`AdaptError`.
+
+    Under eventkit's one error root, like every library error (it never leaves the adapter).
+    """
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 def text_id(value: Any, field: str) -> str | None:

@@ -64,7 +64,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
-from eventkit_core import EVENT_CLASSES, AdaptError, RawEvent, TypedEvent
+from eventkit_core import EVENT_CLASSES, AdaptError, EventkitError, RawEvent, TypedEvent
 
 from eventkit_validators import codes
 from eventkit_validators.core import AdapterCore, Message
@@ -153,11 +153,11 @@ def call_type(e: object) -> str | None:
     return EVENT_TYPES.get(e) if isinstance(e, str) else None
 
 
-class _Bad(Exception):
+class _Bad(EventkitError, ValueError):
     """An event that cannot be mapped; caught in :meth:`SnowplowAdapter.map_fields`."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, code=code)
         self.error = AdaptError(code=code, message="snowplow: " + message)
 
 
