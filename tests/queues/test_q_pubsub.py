@@ -572,3 +572,42 @@ def test_unhealthy_after_must_be_positive(topology: Topology) -> None:
         EventSubscriptionCoordinator(
             topology.project, topology.subscription, Received(), unhealthy_after=0
         )
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_unordered_coordinator_holds_many_unacked_messages_per_key(
+    pubsub_emulator: PubSubEmulator, ordered: bool
+) -> None:
+    """ordered=False: 200 messages over 10 keys are all held un-acked at once (an archive that
+    acks after its flush); ordered=True: one per key until it is acked."""
+    project = pubsub_emulator.project
+    topic = pubsub_emulator.new_name("hold-topic")
+    subscription = pubsub_emulator.new_name("hold-sub")
+    ensure_topic(project, topic)
+    ensure_subscription(project, topic, subscription, enable_message_ordering=False)
+    queue = PubSubQueue(project, topic)
+    await queue.start()
+    await queue.put_many([event(f"user-{n % 10}", n) for n in range(200)])
+    release = asyncio.Event()
+    held = 0
+
+    async def hold(ev: RawEvent) -> None:
+        nonlocal held
+        held += 1
+        await release.wait()
+
+    coordinator = EventSubscriptionCoordinator(
+        project, subscription, hold, max_messages=1000, ordered=ordered
+    )
+    await coordinator.start()
+    try:
+        if ordered:
+            await wait_for(lambda: held >= 10, 60)
+            # Nothing acked: the client keeps each key's later messages back.
+            assert coordinator.depth() == 10
+        else:
+            await wait_for(lambda: held >= 200, 60)
+    finally:
+        release.set()
+        await coordinator.stop()
+        await queue.stop()
