@@ -143,9 +143,6 @@ def pubsub_mode(parts: Shared) -> tuple[StoringLoader, Sink]:
         # for the age limit.
         max_messages=2 * s.eventkit_flush_max_events,
         max_bytes=2 * s.eventkit_flush_max_bytes,
-        # The client would otherwise hold one un-acked message per ordering key (user) at a
-        # time, even on this unordered subscription: about one event per user per flush.
-        ordered=False,
     )
     sink = PubSubSink(
         PubSubQueue(project, s.eventkit_pubsub_topic),

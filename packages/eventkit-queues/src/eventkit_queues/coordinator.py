@@ -25,8 +25,6 @@ from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
 from eventkit_core import ConfigurationError, QueueError, RawEvent, decode_raw_event
-from google.cloud.pubsub_v1.subscriber import futures as pull_futures
-from google.cloud.pubsub_v1.subscriber._protocol import streaming_pull_manager
 from google.cloud.pubsub_v1.types import FlowControl
 from opentelemetry.metrics import MeterProvider
 
@@ -41,25 +39,6 @@ logger = logging.getLogger("eventkit_queues.coordinator")
 PoisonHandler = Callable[[bytes, Exception], Awaitable[None]]
 
 _METRICS_FLUSH_SECONDS = 1.0
-
-
-class _UnorderedPullManager(streaming_pull_manager.StreamingPullManager):  # type: ignore[misc]
-    """A streaming pull that ignores the messages' ordering keys.
-
-    The Google client holds back every message whose ordering key has a delivered, not yet
-    acked message, *whatever the subscription's ordering setting* (the server still sends the
-    key). A handler that acks only after a flush then holds one message per key: about one
-    event per user per flush age, however large the flow control. Clearing the key before the
-    client looks at it lets flow control alone bound what is held.
-    """
-
-    def _on_response(self, response: Any) -> None:
-        if response is not None:
-            for received in response._pb.received_messages:
-                received.message.ordering_key = ""
-        super()._on_response(response)
-
-
 _LOG_EVERY_SECONDS = 5.0
 
 
@@ -84,11 +63,6 @@ class EventSubscriptionCoordinator:
             raises): the stream still pulls, so only health tells an operator. The next
             success makes it healthy again.
         meter_provider: OpenTelemetry meter provider; default the global one.
-        ordered: True (default): messages of one ordering key are handed over one at a time,
-            each after the previous one was acked (for an ordered subscription). False: keys
-            are ignored and up to ``max_messages`` messages are held at once whatever their
-            keys (an archive that acks only after its flush needs this; see
-            :class:`_UnorderedPullManager`).
     """
 
     def __init__(
@@ -105,9 +79,7 @@ class EventSubscriptionCoordinator:
         max_lease_extension: int = 0,
         unhealthy_after: float = 30.0,
         meter_provider: MeterProvider | None = None,
-        ordered: bool = True,
     ) -> None:
-        self._ordered = ordered
         if unhealthy_after <= 0:
             raise ValueError(f"unhealthy_after must be > 0 seconds, not {unhealthy_after}")
         self._unhealthy_after = unhealthy_after
@@ -160,30 +132,16 @@ class EventSubscriptionCoordinator:
         self._loop = asyncio.get_running_loop()
         if self._subscriber is None:
             self._subscriber = pubsub_v1.SubscriberClient()
-        self._stream = self._open_stream()
+        self._stream = self._subscriber.subscribe(
+            self.subscription,
+            callback=self._on_message,
+            flow_control=self._flow_control,
+            await_callbacks_on_shutdown=True,
+        )
         self._stream.add_done_callback(self._on_stream_done)
         self._running = True
         self._flusher = asyncio.create_task(self._flush_metrics_forever())
         self._metrics.watch(self)
-
-    def _open_stream(self) -> Any:
-        if self._ordered:
-            return self._subscriber.subscribe(
-                self.subscription,
-                callback=self._on_message,
-                flow_control=self._flow_control,
-                await_callbacks_on_shutdown=True,
-            )
-        # What SubscriberClient.subscribe does, with the manager that ignores ordering keys.
-        manager = _UnorderedPullManager(
-            self._subscriber,
-            self.subscription,
-            flow_control=self._flow_control,
-            await_callbacks_on_shutdown=True,
-        )
-        future = pull_futures.StreamingPullFuture(manager)
-        manager.open(callback=self._on_message, on_callback_error=future.set_exception)
-        return future
 
     async def stop(self, timeout: float = 30) -> None:  # noqa: ASYNC109
         """Stop gracefully: stop taking messages, wait up to ``timeout`` seconds for the handlers
