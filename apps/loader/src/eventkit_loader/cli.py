@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import logging
 import signal
@@ -36,6 +37,7 @@ from eventkit_loader.service import Backlog, LoaderService, PassResult, compute_
 from eventkit_loader.settings import LoaderSettings, load_settings
 from eventkit_loader.state import LoaderState
 from eventkit_loader.telemetry import MetricsServer, Telemetry, configure_logging
+from eventkit_loader.wait import DEFAULT_WAIT, pending_files, wait_for_file
 
 log = logging.getLogger("eventkit_loader")
 
@@ -188,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     once.add_argument("--batch-files", metavar="N", type=_batch_files, help=batch_help)
     once.add_argument("--json", action="store_true", default=False, help="print the result as JSON")
+    once.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        nargs="?",
+        type=_positive_float,
+        const=DEFAULT_WAIT,
+        default=None,
+        help="when no new file is stored yet, wait for the collector to write one, up to "
+        f"SECONDS (default {DEFAULT_WAIT:g}); says what it waits for on stderr",
+    )
 
     backfill = add(
         "backfill",
@@ -472,13 +484,21 @@ def _print_pass(result: PassResult, as_json: bool, console: Console) -> None:
     )
 
 
-async def cmd_once(settings: LoaderSettings, as_json: bool) -> int:
+async def cmd_once(settings: LoaderSettings, as_json: bool, wait: float | None = None) -> int:
     if _disabled(settings):
         return EXIT_OK
     service = _service(settings)
     stop = asyncio.Event()
     restore = _stop_on_signals(stop)
     try:
+        if wait is not None:
+            await wait_for_file(
+                functools.partial(pending_files, settings, service),
+                wait,
+                lambda line: print(line, file=sys.stderr, flush=True),
+                _source_name(settings),
+                should_stop=stop.is_set,
+            )
         result = await service.run_pass(should_stop=stop.is_set)
     finally:
         restore()
@@ -779,7 +799,7 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
     if command == "run":
         return await cmd_run(settings)
     if command == "once":
-        return await cmd_once(settings, args.json)
+        return await cmd_once(settings, args.json, args.wait)
     if command == "backfill":
         return await cmd_backfill(settings, args.since, not args.no_progress, args.json)
     if command == "create-table":
