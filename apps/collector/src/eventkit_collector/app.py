@@ -27,6 +27,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 
 from eventkit_collector import __version__, vendors
+from eventkit_collector.debugger import debugger_from
 from eventkit_collector.edge import (
     DISCONNECTED_MESSAGE,
     ClientAddress,
@@ -115,7 +116,11 @@ class Collector:
         if (event_store is None) != (error_store is None):
             raise ConfigurationError("give both event_store and error_store, or neither")
         stores = None if event_store is None or error_store is None else (event_store, error_store)
-        self.pipeline: Pipeline = build_pipeline(s, counts=self.metrics, shard=shard, stores=stores)
+        #: The live debugger (/debugger): its tap sees every adapted item of this worker.
+        self.debugger = debugger_from(s, lambda: self.pipeline.shard)
+        self.pipeline: Pipeline = build_pipeline(
+            s, counts=self.metrics, shard=shard, stores=stores, tap=self.debugger.tap
+        )
         if self.metrics is not None:
             self.metrics.watch_health(self.pipeline.health)
         self.metrics_port = s.eventkit_metrics_port if metrics_port is None else metrics_port
@@ -146,6 +151,7 @@ class Collector:
             self.metrics_server.start()
             self.metrics_port = self.metrics_server.port
         await self.pipeline.start()
+        self.debugger.tap.start()
         s = self.settings
         log.info(
             "pipeline started: shard %s, queue %s, store %s, data dir %s",
@@ -156,7 +162,9 @@ class Collector:
         )
 
     async def stop(self) -> None:
+        self.debugger.close()
         try:
+            await self.debugger.tap.stop()
             await self.pipeline.stop()
         finally:
             if self.metrics_server is not None:
@@ -384,6 +392,7 @@ class Collector:
         cdn = SegmentCdn(self.keys, s.eventkit_segment_bundles_dir, s.eventkit_public_url)
         out.extend(cdn.handlers())
         out.extend(posthog_startup_handlers())
+        out.extend(self.debugger.handlers())
         return out
 
     def _handler(self, route: Route) -> HTTPRouteHandler:

@@ -179,7 +179,7 @@ def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool 
             metrics,
         )
 
-    server = _Server(uvicorn_config(settings, app), started)
+    server = _Server(uvicorn_config(settings, app), started, collector.debugger.close)
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers
     # that is a no-op, so a graceful drain exits with status 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -192,9 +192,21 @@ def serve_one(settings: Settings, *, shard: int | None = None, reuse_port: bool 
 class _Server(uvicorn.Server):
     """uvicorn's server; says "listening" once it accepts connections (not before)."""
 
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_started: Callable[[], None],
+        on_exit: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._on_started = on_started
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Open debugger streams end now: uvicorn waits for open responses before it drains.
+        if self._on_exit is not None:
+            self._on_exit()
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

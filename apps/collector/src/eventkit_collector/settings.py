@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     eventkit_max_pending_bytes: int = Field(default=16 * MiB, ge=1)
     eventkit_shutdown_timeout: float = Field(default=30.0, gt=0)
 
+    # --- Live debugger (/debugger) ------------------------------------------------------------
+    #: Serve the live event debugger at /debugger.
+    eventkit_debugger: bool = True
+    #: Required (?token= or Authorization: Bearer) when set; with write keys set and no token,
+    #: the debugger answers 401.
+    eventkit_debugger_token: str | None = None
+
     # --- Metrics ----------------------------------------------------------------------------
     eventkit_metrics_enabled: bool = True
     eventkit_metrics_port: int = Field(default=9090, ge=0, le=65535)

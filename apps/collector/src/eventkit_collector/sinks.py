@@ -71,9 +71,12 @@ class CountingAdapter:
         adapter: BatchAdapter,
         counts: EventCounts | None,
         dead_log: DeadLetterLog | None = None,
+        tap: Callable[[Sequence[Item]], None] | None = None,
     ) -> None:
         self._adapter = adapter
         self._counts = counts
+        #: The live debugger's tap (sees every adapted item; near-free while nobody watches).
+        self.tap = tap
         # Operators see dead letters in the log, rate-limited (one line per kind per minute).
         self.dead_log = dead_log if dead_log is not None else DeadLetterLog()
 
@@ -82,6 +85,9 @@ class CountingAdapter:
         result = self._adapter.adapt(raw)
         if result.error is not None:
             self.dead_log.record(raw.stream, result.error.code, result.error.message)
+        if self.tap is not None:
+            error = result.error
+            self.tap([DeadLetter.from_raw(raw, error) if error is not None else result.event])  # type: ignore[list-item]
         if self._counts is not None:
             if result.event is not None and result.error is None:
                 self._counts.processed({result.event.type: 1})
@@ -104,6 +110,8 @@ class CountingAdapter:
                     failed[error.code] += 1
                     self.dead_log.record(raw.stream, error.code, error.message)
         items: list[Item] = out  # type: ignore[assignment]  # no None is left
+        if self.tap is not None:
+            self.tap(items)
         if self._counts is not None:
             self._counts.processed(Counter([e.type for e in items if isinstance(e, TypedEvent)]))
             self._counts.failed(failed)

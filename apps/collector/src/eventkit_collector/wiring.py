@@ -185,6 +185,7 @@ def build_pipeline(
     counts: EventCounts | None = None,
     shard: int | None = None,
     stores: tuple[EventStore, ErrorStore] | None = None,
+    tap: Callable[[Sequence[Item]], None] | None = None,
 ) -> Pipeline:
     """Every part behind the HTTP edge, ready to start. Raises ConfigurationError."""
     adapter = CollectorAdapter(
@@ -197,7 +198,7 @@ def build_pipeline(
             settings=settings,
             event_store=event_store,
             error_store=error_store,
-            adapter=CountingAdapter(adapter, counts),
+            adapter=CountingAdapter(adapter, counts, tap=tap),
             tracker=tracker,
         )
     )
