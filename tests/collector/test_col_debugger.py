@@ -61,13 +61,14 @@ def poll(page: Page, script: str, timeout: float, what: str, send: Any = None) -
 
 
 def visible(page: Page, selector: str) -> list[dict[str, str]]:
-    return page.evaluate(
+    rows: list[dict[str, str]] = page.evaluate(
         """(sel) => [...document.querySelectorAll(sel)]
             .filter((tr) => !tr.hidden && !tr.closest("section").hidden)
             .map((tr) => ({...tr.dataset, kind: tr.classList.contains("event") ? "event" : "dead",
                            text: tr.textContent}))""",
         selector,
     )
+    return rows
 
 
 def open_debugger(page: Page, url: str) -> None:
@@ -88,7 +89,7 @@ def wait_recording(page: Page, server: Server, key: str | None = None) -> None:
 
 
 def test_debugger_streams_filters_and_dead_letters(tmp_path: Path, browser: Browser) -> None:
-    server = start_server(tmp_path, EVENTKIT_WRITE_KEYS="", **TIMEOUTS)
+    server = start_server(tmp_path, EVENTKIT_WRITE_KEYS="", **TIMEOUTS)  # type: ignore[arg-type]
     try:
         with browser.page() as (page, log):
             open_debugger(page, f"http://127.0.0.1:{server.port}/debugger")
@@ -207,7 +208,7 @@ def _debugger(tmp_path: Path, **kw: Any) -> Debugger:
 
 def _status(d: Debugger, headers: dict[str, str] | None = None, query: bytes = b"") -> int:
     refused = d.check(headers or {}, query)
-    return 200 if refused is None else int(refused.status_code)
+    return 200 if refused is None else int(refused.status_code or 200)
 
 
 def test_access_rules(tmp_path: Path) -> None:
