@@ -351,7 +351,8 @@ class Debugger:
             await asyncio.sleep(POLL_INTERVAL)
 
     def handlers(self) -> list[HTTPRouteHandler]:
-        @get("/debugger", summary="Live event debugger (a page)", tags=["debugger"])
+        # Not in the OpenAPI document: a page and its stream, not an API to generate clients for.
+        @get("/debugger", include_in_schema=False)
         async def page(request: Request[Any, Any, Any]) -> Response[bytes]:
             refused = self.check(request.headers, request.scope.get("query_string", b""))
             if refused is not None:
@@ -363,11 +364,7 @@ class Debugger:
                 headers={"Cache-Control": "no-store", "Content-Security-Policy": _CSP},
             )
 
-        @get(
-            "/debugger/events",
-            summary="Live event debugger: the last events and dead letters (text/event-stream)",
-            tags=["debugger"],
-        )
+        @get("/debugger/events", include_in_schema=False)
         async def events(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
             refused = self.check(request.headers, request.scope.get("query_string", b""))
             if refused is not None:
