@@ -11,6 +11,8 @@ from eventkit_core import DeadLetter, TrackEvent
 from eventkit_storage.local import LocalErrorStore, LocalEventStore
 from eventkit_storage.parquet import read_events
 from eventkit_storage.suppression import SuppressionList
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 WHEN = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -29,7 +31,13 @@ def _event(n: int, user: str) -> TrackEvent:
 
 
 async def test_dropped_before_storing_and_entries_released(tmp_path: Path) -> None:
-    events, errors = wrap(LocalEventStore(tmp_path), LocalErrorStore(tmp_path), 0.0001)
+    reader = InMemoryMetricReader()
+    events, errors = wrap(
+        LocalEventStore(tmp_path),
+        LocalErrorStore(tmp_path),
+        0.0001,
+        MeterProvider(metric_readers=[reader]),
+    )
     await SuppressionList(events.backend).add([("user_id", "gone-user")], "r1")
 
     files = await events.store_batch([_event(1, "gone-user"), _event(2, "kept-user")])
@@ -53,6 +61,17 @@ async def test_dropped_before_storing_and_entries_released(tmp_path: Path) -> No
         files[-1].__class__(path="", uri="", rows=0, bytes=0, source_ids=(), created=False)
     ]
     assert not (tmp_path / "dead-letters").exists()
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = [
+        (dict(p.attributes or {}), getattr(p, "value", None))
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "eventkit_events_suppressed"
+        for p in m.data.data_points  # type: ignore[union-attr]
+    ]
+    assert points == [({"stream": "events"}, 2)]
 
 
 async def test_empty_list_stores_everything(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Final
 from eventkit_core import DeadLetter, StoredFile, TypedEvent
 from eventkit_storage.suppression import Suppressed, SuppressionList, candidate_ids, payload_ids
 from opentelemetry import metrics
+from opentelemetry.metrics import MeterProvider
 
 from eventkit_collector import __version__
 
@@ -28,12 +29,14 @@ DEFAULT_RELOAD_SECONDS: Final = 60.0
 class _Suppression:
     """The list as this process last loaded it, and the counter."""
 
-    def __init__(self, backend: Any, reload_seconds: float) -> None:
+    def __init__(
+        self, backend: Any, reload_seconds: float, meter_provider: MeterProvider | None = None
+    ) -> None:
         self._list = SuppressionList(backend)
         self._reload = reload_seconds
         self._loaded_at = float("-inf")
         self.current = Suppressed()
-        meter = metrics.get_meter("eventkit_collector", __version__)
+        meter = metrics.get_meter("eventkit_collector", __version__, meter_provider=meter_provider)
         self._counter = meter.create_counter(
             SUPPRESSED_METRIC, unit="", description="Events of suppressed people, dropped"
         )
@@ -116,13 +119,16 @@ class SuppressingErrorStore(_Wrapper):
 
 
 def wrap(
-    event_store: Any, error_store: Any, reload_seconds: float = DEFAULT_RELOAD_SECONDS
+    event_store: Any,
+    error_store: Any,
+    reload_seconds: float = DEFAULT_RELOAD_SECONDS,
+    meter_provider: MeterProvider | None = None,
 ) -> tuple[Any, Any]:
     """The two stores, checking the suppression list kept in the event store's place."""
     backend = getattr(event_store, "backend", None)
     if backend is None:  # a store without a file backend (tests' recorders): nothing to read
         return event_store, error_store
-    suppression = _Suppression(backend, reload_seconds)
+    suppression = _Suppression(backend, reload_seconds, meter_provider)
     return (
         SuppressingEventStore(event_store, suppression),
         SuppressingErrorStore(error_store, suppression),
