@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     eventkit_flush_max_events: int = Field(default=10_000, ge=1)
     eventkit_flush_max_bytes: int = Field(default=32 * MiB, ge=1)
     eventkit_flush_max_age: float = Field(default=5.0, gt=0)
+    #: Seconds between reloads of the suppression list (``eventkit-loader forget``).
+    eventkit_suppression_reload_seconds: float = Field(default=60.0, gt=0)
     eventkit_max_buffered_events: int = Field(default=30_000, ge=1)
     eventkit_ring_durability: Literal["normal", "full"] = "normal"
     eventkit_ring_max_entries: int = Field(default=1_000_000, ge=1)

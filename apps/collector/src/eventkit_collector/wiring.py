@@ -18,6 +18,7 @@ from eventkit_queues import AsyncQueue
 from eventkit_ring_buffer import RingBuffer
 from eventkit_storage import EventLoader, LocalErrorStore, LocalEventStore
 
+from eventkit_collector import suppression
 from eventkit_collector.adapter import CollectorAdapter
 from eventkit_collector.edge import Limits
 from eventkit_collector.pipeline import Loader, Pipeline, PipelineConfig
@@ -192,6 +193,9 @@ def build_pipeline(
         max_event_bytes=settings.eventkit_max_event_bytes, rules_file=settings.eventkit_rules_file
     )
     event_store, error_store = stores if stores is not None else make_stores(settings)
+    event_store, error_store = suppression.wrap(
+        event_store, error_store, settings.eventkit_suppression_reload_seconds
+    )
     tracker = ReleaseTracker()
     loader, sink = MODES[settings.eventkit_queue_mode](
         Shared(

@@ -653,15 +653,19 @@ async def cmd_replay(
     dry_run: bool,
     as_json: bool,
 ) -> int:
+    from eventkit_storage.suppression import SuppressionList
+
     adapter = backends.replay_adapter(settings)
+    errors = backends.error_store(settings)
     report = await replay_dead_letters(
         stream,
-        errors=backends.error_store(settings),
+        errors=errors,
         events=backends.event_store(settings),
         adapter=adapter,
         state=LoaderState(settings.state_path),
         since=since,
         dry_run=dry_run,
+        suppressed=await SuppressionList(errors.backend).load(),
     )
     result: PassResult | None = None
     if load and not dry_run and settings.warehouse_enabled:

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from eventkit_core import DeadLetter, SchemaAdapter, StoredFile, TypedEvent
+from eventkit_storage.suppression import Suppressed, payload_ids
 
 from eventkit_loader.state import LoaderState
 
@@ -72,6 +73,8 @@ class ReplayReport:
     already_replayed: int = 0
     #: Same content read more than once (e.g. a dead-letter file written twice).
     duplicates: int = 0
+    #: Dead letters of suppressed people (``eventkit-loader forget``): never replayed.
+    suppressed: int = 0
     #: reason code -> dead letters that still fail.
     still_failing: Counter[str] = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
@@ -84,6 +87,7 @@ class ReplayReport:
             "replayed": self.replayed,
             "already_replayed": self.already_replayed,
             "duplicates": self.duplicates,
+            "suppressed": self.suppressed,
             "still_failing": sum(self.still_failing.values()),
             "still_failing_by_reason": dict(self.still_failing.most_common()),
             "files": self.files,
@@ -100,6 +104,7 @@ async def replay_dead_letters(
     state: LoaderState,
     since: datetime | None = None,
     dry_run: bool = False,
+    suppressed: Suppressed | None = None,
 ) -> ReplayReport:
     """Replay the dead letters of ``stream`` (received since ``since``).
 
@@ -121,6 +126,9 @@ async def replay_dead_letters(
     passing: list[tuple[str, TypedEvent]] = []
     for key, dl in letters.items():
         if key in done:
+            continue
+        if suppressed and suppressed.matches(payload_ids(dl.payload)):
+            report.suppressed += 1
             continue
         raw = dl.to_raw()
         if raw.message_id is None:
