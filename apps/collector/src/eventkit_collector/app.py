@@ -68,7 +68,7 @@ from eventkit_collector.routes import (
 from eventkit_collector.segment_cdn import SegmentCdn
 from eventkit_collector.settings import Settings
 from eventkit_collector.vendors import VENDOR_KINDS
-from eventkit_collector.wiring import build_pipeline
+from eventkit_collector.wiring import build_pipeline, build_publish_ack
 
 log = logging.getLogger("eventkit_collector")
 
@@ -121,6 +121,9 @@ class Collector:
         self.pipeline: Pipeline = build_pipeline(
             s, counts=self.metrics, shard=shard, stores=stores, tap=self.debugger.tap
         )
+        # EVENTKIT_ACK_MODE=publish: requests are answered once published, not once committed.
+        self.publish_ack = build_publish_ack(s, self.pipeline.config)
+        self._accept = self.pipeline.accept if self.publish_ack is None else self.publish_ack.accept
         if self.metrics is not None:
             self.metrics.watch_health(self.pipeline.health)
         self.metrics_port = s.eventkit_metrics_port if metrics_port is None else metrics_port
@@ -152,6 +155,8 @@ class Collector:
             self.metrics_port = self.metrics_server.port
         await self.pipeline.start()
         self.debugger.tap.start()
+        if self.publish_ack is not None:
+            await self.publish_ack.start()
         s = self.settings
         log.info(
             "pipeline started: shard %s, queue %s, store %s, data dir %s",
@@ -165,6 +170,8 @@ class Collector:
         self.debugger.close()
         try:
             await self.debugger.tap.stop()
+            if self.publish_ack is not None:
+                await self.publish_ack.stop()
             await self.pipeline.stop()
         finally:
             if self.metrics_server is not None:
@@ -245,7 +252,7 @@ class Collector:
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
             )
-            await self.pipeline.accept(env, parsed, len(data))
+            await self._accept(env, parsed, len(data))
             if self.metrics is not None:
                 self.metrics.received(len(parsed.items))
             return 200, SUCCESS, None
@@ -291,7 +298,7 @@ class Collector:
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
             )
-            await self.pipeline.accept(env, body.parsed, len(body.data))
+            await self._accept(env, body.parsed, len(body.data))
             if self.metrics is not None:
                 self.metrics.received(len(body.parsed.items))
             return 200, vendors.success(body.source, len(body.parsed.items), len(wire)), None

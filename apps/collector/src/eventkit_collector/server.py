@@ -30,6 +30,7 @@ import uvicorn
 from eventkit_core import ConfigurationError, EventkitError
 
 from eventkit_collector.protocol import ConnectionLimits, EventkitHttpProtocol
+from eventkit_collector.publish_ack import ack_mode_problem
 from eventkit_collector.settings import Settings
 
 #: The "cannot start" exit code (documented in the README).
@@ -228,6 +229,9 @@ def serve(settings: Settings) -> int:
     if settings.eventkit_workers > 1 and settings.eventkit_port == 0:
         log.error("--workers > 1 needs a fixed --port (the workers share it)")
         return 2
+    problem = ack_mode_problem(settings.eventkit_queue_mode, settings.eventkit_ack_mode)
+    if problem is not None:  # before any port or worker: one line, exit 3
+        return cannot_start(CannotStart(problem))
     try:
         check_ports(settings)
     except CannotStart as exc:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     eventkit_pubsub_subscription: str = "eventkit-events-archive"
     #: Create the topic and subscription when missing (needs the Pub/Sub admin permission).
     eventkit_pubsub_create: bool = True
+    #: When a request is answered 200: ``commit`` (after the local ring-buffer commit) or
+    #: ``publish`` (Pub/Sub mode only: once Pub/Sub confirmed its events; no ring buffer).
+    eventkit_ack_mode: Literal["commit", "publish"] = "commit"
+    #: ``publish`` mode: longest a request waits for its publish before it is answered 503.
+    eventkit_ack_timeout: float = Field(default=10.0, gt=0, le=300)
 
     # --- HTTP server ------------------------------------------------------------------------
     eventkit_host: str = "127.0.0.1"

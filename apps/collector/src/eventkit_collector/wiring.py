@@ -22,6 +22,7 @@ from eventkit_collector import suppression
 from eventkit_collector.adapter import CollectorAdapter
 from eventkit_collector.edge import Limits
 from eventkit_collector.pipeline import Loader, Pipeline, PipelineConfig
+from eventkit_collector.publish_ack import PublishAck, PublishAckConfig, check_ack_mode
 from eventkit_collector.release import ReleaseTracker
 from eventkit_collector.settings import Settings
 from eventkit_collector.sinks import (
@@ -189,6 +190,7 @@ def build_pipeline(
     tap: Callable[[Sequence[Item]], None] | None = None,
 ) -> Pipeline:
     """Every part behind the HTTP edge, ready to start. Raises ConfigurationError."""
+    check_ack_mode(settings.eventkit_queue_mode, settings.eventkit_ack_mode)
     adapter = CollectorAdapter(
         max_event_bytes=settings.eventkit_max_event_bytes, rules_file=settings.eventkit_rules_file
     )
@@ -226,3 +228,29 @@ def build_pipeline(
         max_bytes=settings.eventkit_ring_max_bytes,
     )
     return Pipeline(config, open_ring=open_ring, sink=sink, loader=loader, tracker=tracker)
+
+
+def build_publish_ack(settings: Settings, config: PipelineConfig) -> PublishAck | None:
+    """``EVENTKIT_ACK_MODE=publish``: the request path that answers once Pub/Sub confirmed."""
+    check_ack_mode(settings.eventkit_queue_mode, settings.eventkit_ack_mode)
+    if settings.eventkit_ack_mode != "publish":
+        return None
+    from eventkit_queues.pubsub import PubSubQueue
+
+    project = settings.gcp_project_id
+    assert project is not None  # Settings refuses pubsub without a project
+    timeout = settings.eventkit_ack_timeout
+    # Retries of one publish stop within the answer's bound: past it the client got a 503.
+    publisher = PubSubQueue(
+        project, settings.eventkit_pubsub_topic, request_timeout=timeout, retry_deadline=timeout
+    )
+    return PublishAck(
+        publisher,
+        PublishAckConfig(
+            timeout=timeout,
+            max_pending_requests=settings.eventkit_max_pending_requests,
+            max_pending_bytes=settings.eventkit_max_pending_bytes,
+            type_streams=config.type_streams,
+            source_streams=config.source_streams,
+        ),
+    )
