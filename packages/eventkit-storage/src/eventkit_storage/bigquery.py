@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -401,6 +401,23 @@ class BigQueryWarehouseLoader:
             if submitted:
                 return "failed", 0  # a new attempt failed: report it, try again next pass
         return "failed", 0
+
+    async def mark_loaded(self, files: Mapping[str, int]) -> None:
+        """Record ``files`` (``gs://`` URI -> row count) as loaded without loading them.
+
+        For files whose rows the table holds already: what a lifecycle rewrite
+        (:mod:`eventkit_storage.rewrite`) makes of files that were loaded. Idempotent: the
+        ledger keeps the ``loaded`` row of a file however often it is recorded.
+        """
+        await asyncio.to_thread(self._mark_loaded_sync, dict(files))
+
+    def _mark_loaded_sync(self, files: dict[str, int]) -> None:
+        with self._pass_lock:
+            if not self._schema_ready:
+                self._ensure_schema_sync()
+            for uri, count in sorted(files.items()):
+                key = split_generation(uri)
+                self._record([key], f"mark-{batch_load_job_id([key])}", "loaded", count)
 
     def _record(
         self, batch: Sequence[Key], job_id: str, state: str, rows: int | None = None

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlparse
@@ -307,6 +307,35 @@ class DuckDBWarehouseLoader:
             f'INSERT INTO "{LEDGER_TABLE}" (uri, row_count, loaded_at) VALUES (?, ?, now())',
             [key, count],
         )
+
+    async def mark_loaded(self, files: Mapping[str, int]) -> None:
+        """Record ``files`` (URI -> row count) as loaded without loading them.
+
+        For files whose rows the warehouse holds already: what a lifecycle rewrite
+        (:mod:`eventkit_storage.rewrite`) makes of files that were loaded. Idempotent.
+        """
+        await asyncio.to_thread(self._mark_loaded_sync, dict(files))
+
+    def _mark_loaded_sync(self, files: dict[str, int]) -> None:
+        if not files:
+            return
+        with self._pass_lock, self._open() as con:
+            if not self._has_table(con, LEDGER_TABLE):
+                self._apply_ddl(con)
+            con.begin()
+            try:
+                for uri, count in files.items():
+                    key = local_path(uri).absolute().as_uri()
+                    con.execute(
+                        f'INSERT INTO "{LEDGER_TABLE}" (uri, row_count, loaded_at) '
+                        "VALUES (?, ?, now()) ON CONFLICT DO NOTHING",
+                        [key, count],
+                    )
+                con.commit()
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                raise
 
     # ------------------------------------------------------------------------------ identities
 

@@ -91,6 +91,14 @@ class FileBackend(Protocol):
 
     async def read(self, path: str) -> bytes: ...
 
+    async def delete(self, path: str) -> bool:
+        """Remove the file at ``path`` durably; False when there was none (not an error).
+
+        Only the lifecycle commands (:mod:`eventkit_storage.rewrite`) delete: the collector
+        never does, so a store stays create-only for everything that writes events.
+        """
+        ...
+
     async def scan(self, prefix: str) -> list[FileInfo]:
         """Files whose path starts with ``prefix`` (a folder, ending in ``/``), any order."""
         ...

@@ -96,6 +96,17 @@ class GCSFiles:
             raise StoredFileNotFoundError(f"no stored file gs://{self.bucket_name}/{key}") from None
         return data
 
+    async def delete(self, path: str) -> bool:
+        return await asyncio.to_thread(self._delete, self.key(path))
+
+    def _delete(self, key: str) -> bool:
+        blob = self.client.bucket(self.bucket_name).blob(key)
+        try:
+            blob.delete(timeout=self.timeout, retry=DEFAULT_RETRY)
+        except NotFound:
+            return False
+        return True
+
     async def scan(self, prefix: str) -> list[FileInfo]:
         return await asyncio.to_thread(self._list, prefix)
 

@@ -86,6 +86,18 @@ class LocalFiles:
             # The same typed error as every store's (a builtin FileNotFoundError too).
             raise StoredFileNotFoundError(f"no stored file {str(file)!r}") from None
 
+    async def delete(self, path: str) -> bool:
+        return await asyncio.to_thread(self._delete, self.local_path(path))
+
+    @staticmethod
+    def _delete(file: Path) -> bool:
+        try:
+            file.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(file.parent)  # the removal survives a crash once delete() returned
+        return True
+
     async def scan(self, prefix: str) -> list[FileInfo]:
         return await asyncio.to_thread(self._list, prefix)
 

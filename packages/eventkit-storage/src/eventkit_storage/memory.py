@@ -36,6 +36,9 @@ class MemoryFiles:
         except KeyError:
             raise StoredFileNotFoundError(f"no stored file {path!r}") from None
 
+    async def delete(self, path: str) -> bool:
+        return self.files.pop(path, None) is not None
+
     async def scan(self, prefix: str) -> list[FileInfo]:
         return [
             FileInfo(path=path, uri=self.uri(path), size=len(data), updated=updated)
