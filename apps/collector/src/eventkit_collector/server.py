@@ -35,6 +35,10 @@ from eventkit_collector.settings import Settings
 
 #: The "cannot start" exit code (documented in the README).
 EXIT_CANNOT_START = 3
+#: After EVENTKIT_SHUTDOWN_TIMEOUT (open requests drained), the time left for the final flush
+#: before the supervisor kills a worker. A platform's kill grace (GKE's
+#: terminationGracePeriodSeconds in deploy/gke) should be at least the sum of the two.
+FLUSH_GRACE_SECONDS = 30
 
 log = logging.getLogger("eventkit_collector.server")
 
@@ -297,7 +301,7 @@ class Supervisor:
             self.start(shard)
 
     def _join(self) -> int:
-        deadline = time.monotonic() + self.settings.eventkit_shutdown_timeout + 30
+        deadline = time.monotonic() + self.settings.eventkit_shutdown_timeout + FLUSH_GRACE_SECONDS
         exit_code = 0
         for p in self.procs.values():
             p.join(max(0.1, deadline - time.monotonic()))
