@@ -55,6 +55,7 @@ from eventkit_collector.envelope import Envelope
 from eventkit_collector.metrics import CollectorMetrics, MetricsServer, install_metrics
 from eventkit_collector.openapi import operation_class
 from eventkit_collector.pipeline import Pipeline
+from eventkit_collector.ratelimit import RateLimitConfig, build_rate_limiter
 from eventkit_collector.routes import (
     CREDENTIALED_CORS_HEADERS,
     DESCRIPTION,
@@ -68,7 +69,7 @@ from eventkit_collector.routes import (
 from eventkit_collector.segment_cdn import SegmentCdn
 from eventkit_collector.settings import Settings
 from eventkit_collector.vendors import VENDOR_KINDS
-from eventkit_collector.wiring import build_pipeline, build_publish_ack
+from eventkit_collector.wiring import build_pipeline, build_publish_ack, ip_policy
 
 log = logging.getLogger("eventkit_collector")
 
@@ -135,6 +136,19 @@ class Collector:
         #: The User-Agent copied into context.userAgent is cut to this many characters.
         self.max_user_agent = s.eventkit_max_user_agent_bytes
         self.routes: list[Route] = ingest_routes(self.pipeline.type_streams)
+        #: EVENTKIT_IP_MODE: the ring buffer entry keeps the IP of the least private stream.
+        self.ip_policy = ip_policy(s)
+        #: EVENTKIT_RATE_LIMIT: ``None`` when no request is ever limited.
+        self.rate_limiter = build_rate_limiter(
+            RateLimitConfig(
+                rate=s.eventkit_rate_limit,
+                burst=s.eventkit_rate_limit_burst,
+                overrides=s.eventkit_rate_limit_keys,
+                write_keys=s.eventkit_write_keys,
+                workers=s.eventkit_workers,
+                shared_path=s.rate_limit_path,
+            )
+        )
 
     # -- lifespan ----------------------------------------------------------------------------
 
@@ -224,6 +238,7 @@ class Collector:
                 if route.auth == "write_key"
                 else None
             )
+            charged = self._throttle(write_key_id, peer, headers, route.auth == "write_key")
             form = is_form(headers.get("content-type"))  # 415 before the body is read
             cap = wire_cap(route.kind, self.limits)
             wire = data = await read_capped(chunks, headers.get("content-length"), cap)
@@ -240,6 +255,8 @@ class Collector:
                 self._check_snowplow_app_ids(parsed)
             elif write_key_id is None:
                 write_key_id = self._body_key(parsed.write_key or form_key)
+            if not charged:
+                self._throttle(write_key_id, peer, headers, True)
             request_id = headers.get("x-request-id")
             env = Envelope(
                 source=route.source,
@@ -247,7 +264,7 @@ class Collector:
                 received_at=datetime.now(UTC),
                 body=wire if gzipped else data,
                 gzip=gzipped,
-                ip=self._client_ip(peer, headers),
+                ip=self.ip_policy.ring_ip(self._client_ip(peer, headers)),
                 user_agent=clip(headers.get("user-agent"), self.max_user_agent),
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
@@ -279,6 +296,7 @@ class Collector:
             self.pipeline.check_capacity()
             params = vendors.query_params(query)
             write_key_id = self._vendor_query_key(vendors.query_key(params))
+            charged = self._throttle(write_key_id, peer, headers, True)
             wire = data = await read_capped(
                 chunks, headers.get("content-length"), wire_cap(route.kind, self.limits)
             )
@@ -286,6 +304,8 @@ class Collector:
             data = body.data
             if write_key_id is None:
                 write_key_id = self._body_key(body.parsed.write_key)
+            if not charged:
+                self._throttle(write_key_id, peer, headers, True)
             request_id = headers.get("x-request-id")
             env = Envelope(
                 source=body.source,
@@ -293,7 +313,7 @@ class Collector:
                 received_at=datetime.now(UTC),
                 body=wire if body.gzipped else body.data,
                 gzip=body.gzipped,
-                ip=self._client_ip(peer, headers),
+                ip=self.ip_policy.ring_ip(self._client_ip(peer, headers)),
                 user_agent=headers.get("user-agent"),
                 write_key_id=write_key_id,
                 request_id=request_id[:128] if request_id else None,
@@ -371,6 +391,14 @@ class Collector:
         # A GET has no body: headers that would describe one must not apply to ours.
         kept = {k: v for k, v in headers.items() if not k.lower().startswith("content-")}
         return await self.ingest_raw(kept, b"", peer, _one_chunk(body), route)
+
+    def _throttle(
+        self, key: str | None, peer: str | None, headers: Mapping[str, str], needs_key: bool
+    ) -> bool:
+        """Charge the request to its rate-limit bucket (429 past it); False: not known yet."""
+        if self.rate_limiter is None:
+            return True
+        return self.rate_limiter.charge(key, needs_key, self._client_ip(peer, headers))
 
     def _client_ip(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
         if not self.client_address.enabled:

@@ -152,6 +152,19 @@ class Settings(BaseSettings):
     #: Required (?token= or Authorization: Bearer) when set; with write keys set and no token,
     #: the debugger answers 401.
     eventkit_debugger_token: str | None = None
+    # --- Privacy and rate limits -------------------------------------------------------------
+    #: ``context.ip`` of every stream: ``full``, ``truncate`` (IPv4 /24, IPv6 /48) or ``drop``.
+    eventkit_ip_mode: Literal["full", "truncate", "drop"] = "full"
+    #: Per stream, over EVENTKIT_IP_MODE: ``web:truncate,server:drop`` (or a JSON object).
+    eventkit_stream_ip_mode: Annotated[dict[str, Literal["full", "truncate", "drop"]], NoDecode] = (
+        Field(default_factory=dict)
+    )
+    #: Requests per second per write key (per client IP without write keys); 0: no limit.
+    eventkit_rate_limit: float = Field(default=0.0, ge=0)
+    #: Requests a bucket holds (a burst); unset: one second's worth (at least 1).
+    eventkit_rate_limit_burst: float | None = Field(default=None, ge=1)
+    #: Per write key (or its id): ``KEY:RATE[:BURST],...``; a rate of 0 is no limit.
+    eventkit_rate_limit_keys: str = ""
 
     # --- Metrics ----------------------------------------------------------------------------
     eventkit_metrics_enabled: bool = True
@@ -168,6 +181,13 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("eventkit_stream_ip_mode", mode="before")
+    @classmethod
+    def _stream_ip_mode(cls, value: Any) -> Any:
+        from eventkit_collector.anonymise import parse_stream_modes
+
+        return parse_stream_modes(value)
 
     @field_validator("eventkit_type_streams", mode="before")
     @classmethod
@@ -242,6 +262,11 @@ class Settings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return bool(self.eventkit_write_keys)
+
+    @property
+    def rate_limit_path(self) -> Path:
+        """The rate-limit table the ``--workers`` processes share."""
+        return self.eventkit_data_dir / "ratelimit" / "buckets.bin"
 
     @property
     def ring_dir(self) -> Path:

@@ -13,13 +13,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from eventkit_core import DeadLetter, ErrorStore, EventStore, RawEvent, StoredFile, TypedEvent
+from eventkit_core import (
+    ConfigurationError,
+    DeadLetter,
+    ErrorStore,
+    EventStore,
+    RawEvent,
+    StoredFile,
+    TypedEvent,
+)
 from eventkit_queues import AsyncQueue
 from eventkit_ring_buffer import RingBuffer
 from eventkit_storage import EventLoader, LocalErrorStore, LocalEventStore
 
 from eventkit_collector import suppression
 from eventkit_collector.adapter import CollectorAdapter
+from eventkit_collector.anonymise import IpPolicy, with_ip_policy
 from eventkit_collector.edge import Limits
 from eventkit_collector.pipeline import Loader, Pipeline, PipelineConfig
 from eventkit_collector.publish_ack import PublishAck, PublishAckConfig, check_ack_mode
@@ -57,6 +66,21 @@ def limits(settings: Settings) -> Limits:
         max_batch_bytes=settings.eventkit_max_batch_bytes,
         max_batch_events=settings.eventkit_max_batch_events,
     )
+
+
+def ip_policy(settings: Settings) -> IpPolicy:
+    """EVENTKIT_IP_MODE and EVENTKIT_STREAM_IP_MODE."""
+    return IpPolicy(settings.eventkit_ip_mode, settings.eventkit_stream_ip_mode)
+
+
+def check_ip_mode_with_publish(policy: IpPolicy) -> None:
+    """Publish acknowledgement skips the sink that anonymises IPs: refuse rather than store
+    whole addresses a setting says not to keep."""
+    if policy.enabled:
+        raise ConfigurationError(
+            "EVENTKIT_IP_MODE / EVENTKIT_STREAM_IP_MODE are not applied with "
+            "EVENTKIT_ACK_MODE=publish yet: use EVENTKIT_ACK_MODE=commit, or keep IPs full"
+        )
 
 
 def make_stores(settings: Settings) -> tuple[EventStore, ErrorStore]:
@@ -208,6 +232,7 @@ def build_pipeline(
             tracker=tracker,
         )
     )
+    sink = with_ip_policy(sink, ip_policy(settings))
     config = PipelineConfig(
         ring_dir=settings.ring_dir,
         limits=limits(settings),
@@ -235,6 +260,7 @@ def build_publish_ack(settings: Settings, config: PipelineConfig) -> PublishAck 
     check_ack_mode(settings.eventkit_queue_mode, settings.eventkit_ack_mode)
     if settings.eventkit_ack_mode != "publish":
         return None
+    check_ip_mode_with_publish(ip_policy(settings))
     from eventkit_queues.pubsub import PubSubQueue
 
     project = settings.gcp_project_id
