@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eventkit_core import (
     ConfigurationError,
@@ -31,6 +31,7 @@ from eventkit_core import (
 from rich.console import Console
 
 from eventkit_loader import __version__, backends
+from eventkit_loader.compact import RewritableStore, compact
 from eventkit_loader.output import write_json, write_table
 from eventkit_loader.replay import replay_dead_letters
 from eventkit_loader.service import Backlog, LoaderService, PassResult, compute_backlog, resolve
@@ -246,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Compare the stored files with the warehouse's ledger of loaded files.",
     )
     status.add_argument("--json", action="store_true", default=False, help="print JSON")
+
+    compact = add(
+        "compact",
+        "merge the small files of each finished hour into large ones",
+        "Per stream and hour (events and dead letters apart): merge the files the warehouse "
+        "has loaded into one file per 64 MB of input, record it as loaded, delete the small "
+        "ones. Crash-safe: a killed run is finished or undone by the next one.",
+    )
+    compact.add_argument(
+        "--dry-run", action="store_true", default=False, help="print the merges, change nothing"
+    )
+    compact.add_argument("--json", action="store_true", default=False, help="print JSON")
 
     replay = add(
         "replay-dead-letters",
@@ -645,6 +658,29 @@ async def _dead_letter_status(service: LoaderService, ledger_missing: bool) -> d
     return {"files": backlog.listed, "loaded": backlog.loaded, "pending": len(backlog.pending)}
 
 
+async def cmd_compact(settings: LoaderSettings, dry_run: bool, as_json: bool) -> int:
+    service = _service(settings)
+    if settings.warehouse_kind == "duckdb" and not settings.duckdb_path.exists():
+        print("eventkit-loader: nothing to compact: no file is loaded yet (run a pass first)")
+        return EXIT_OK
+    # The service's store is a file store (backends.event_store): local or GCS.
+    report = await compact(service, cast(RewritableStore, service.store), dry_run=dry_run)
+    info = report.as_dict()
+    if as_json:
+        print(json.dumps(info))
+        return EXIT_OK
+    verb = "would merge" if dry_run else "merged"
+    for merge in report.merges:
+        print(f"{verb} {len(merge['inputs'])} files into {merge['output']} ({merge['rows']} rows)")
+    for done in report.recovered:
+        print(f"{done.outcome} an interrupted {done.reason} ({done.id})")
+    print(
+        f"{verb} {info['files_merged']} files into {info['files_written']}"
+        + (" (dry run: nothing changed)" if dry_run else "")
+    )
+    return EXIT_OK
+
+
 async def cmd_replay(
     settings: LoaderSettings,
     stream: str,
@@ -812,6 +848,8 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
         return await cmd_create_table(settings, args.print_sql)
     if command == "status":
         return await cmd_status(settings, args.json)
+    if command == "compact":
+        return await cmd_compact(settings, args.dry_run, args.json)
     if command == "replay-dead-letters":
         return await cmd_replay(
             settings, args.stream, getattr(args, "since", None), args.load, args.dry_run, args.json

@@ -225,7 +225,11 @@ class LoaderService:
         self._schema_ready = False
 
     async def list_files(self, since: datetime | None = None) -> list[ListedFile]:
-        listed = await resolve(self.store.list_files("events", since))
+        return await self.list_kind("events", since)
+
+    async def list_kind(self, kind: str, since: datetime | None = None) -> list[ListedFile]:
+        """Stored files of ``kind`` (``events``, ``dead-letters``) a pass may load."""
+        listed = await resolve(self.store.list_files(kind, since))
         return await self._without_rewrites(list(listed))
 
     async def _without_rewrites(self, files: list[ListedFile]) -> list[ListedFile]:
@@ -241,9 +245,7 @@ class LoaderService:
         """Dead-letter files against the same ledger; None when the warehouse cannot load them."""
         if not hasattr(self.warehouse, "load_dead_letter_files"):
             return None
-        files = await self._without_rewrites(
-            list(await resolve(self.store.list_files("dead-letters")))
-        )
+        files = await self.list_kind("dead-letters")
         loaded = await self.loaded_files() if files else set()
         failed = self.state.failed_files() if self.state is not None else {}
         return compute_backlog(files, loaded, failed)
