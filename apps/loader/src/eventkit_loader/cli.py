@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from eventkit_loader import __version__, backends
 from eventkit_loader.compact import RewritableStore, compact
 from eventkit_loader.output import write_json, write_table
 from eventkit_loader.replay import replay_dead_letters
+from eventkit_loader.retention import apply_retention
 from eventkit_loader.service import Backlog, LoaderService, PassResult, compute_backlog, resolve
 from eventkit_loader.settings import LoaderSettings, load_settings
 from eventkit_loader.state import LoaderState
@@ -43,6 +45,8 @@ from eventkit_loader.wait import DEFAULT_WAIT, pending_files, wait_for_file
 log = logging.getLogger("eventkit_loader")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Seconds between two retention runs of `run`.
+RETENTION_EVERY = 3600.0
 
 
 def parse_since(text: str) -> datetime:
@@ -248,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", default=False, help="print JSON")
 
+    retention = add(
+        "retention",
+        "delete files and warehouse rows past EVENTKIT_RETENTION_DAYS",
+        "Per stream (EVENTKIT_RETENTION_DAYS, EVENTKIT_STREAM_RETENTION_DAYS): delete the "
+        "warehouse rows (events, dead letters) received before the cutoff, rounded down to its "
+        "hour, then the files of the hours before it. Crash-safe; `run` does it hourly.",
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", default=False, help="print the cutoffs and files only"
+    )
+    retention.add_argument("--json", action="store_true", default=False, help="print JSON")
+
     compact = add(
         "compact",
         "merge the small files of each finished hour into large ones",
@@ -439,7 +455,9 @@ async def cmd_run(settings: LoaderSettings) -> int:
         settings.loader_interval,
     )
     try:
-        await service.run(settings.loader_interval, stop)
+        await service.run(
+            settings.loader_interval, stop, between=_hourly_retention(settings, service)
+        )
     finally:
         restore()
         if server is not None:
@@ -658,6 +676,46 @@ async def _dead_letter_status(service: LoaderService, ledger_missing: bool) -> d
     return {"files": backlog.listed, "loaded": backlog.loaded, "pending": len(backlog.pending)}
 
 
+async def cmd_retention(settings: LoaderSettings, dry_run: bool, as_json: bool) -> int:
+    policy = settings.retention
+    if not policy.enabled:
+        print(
+            "eventkit-loader: no retention set: set EVENTKIT_RETENTION_DAYS (or "
+            "EVENTKIT_STREAM_RETENTION_DAYS); nothing is deleted",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    service = _service(settings)
+    store = cast(RewritableStore, service.store)  # a file store (backends.event_store)
+    report = await apply_retention(service, store, policy, dry_run=dry_run)
+    info = report.as_dict()
+    if as_json:
+        print(json.dumps(info))
+        return EXIT_OK
+    for stream, cutoff in info["cutoffs"].items():
+        print(f"{stream}: data received before {cutoff} is past retention")
+    verb = "would delete" if dry_run else "deleted"
+    rows = "" if dry_run else f" and {sum(report.rows.values())} warehouse rows"
+    print(f"{verb} {len(report.files)} files{rows}" + (" (dry run)" if dry_run else ""))
+    return EXIT_OK
+
+
+def _hourly_retention(settings: LoaderSettings, service: LoaderService) -> Any:
+    """For ``run``: retention after a pass, at most once an hour (None when none is set)."""
+    policy = settings.retention
+    if not policy.enabled:
+        return None
+    last = [float("-inf")]
+
+    async def between() -> None:
+        if time.monotonic() - last[0] < RETENTION_EVERY:
+            return
+        last[0] = time.monotonic()
+        await apply_retention(service, cast(RewritableStore, service.store), policy)
+
+    return between
+
+
 async def cmd_compact(settings: LoaderSettings, dry_run: bool, as_json: bool) -> int:
     service = _service(settings)
     if settings.warehouse_kind == "duckdb" and not settings.duckdb_path.exists():
@@ -848,6 +906,8 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
         return await cmd_create_table(settings, args.print_sql)
     if command == "status":
         return await cmd_status(settings, args.json)
+    if command == "retention":
+        return await cmd_retention(settings, args.dry_run, args.json)
     if command == "compact":
         return await cmd_compact(settings, args.dry_run, args.json)
     if command == "replay-dead-letters":

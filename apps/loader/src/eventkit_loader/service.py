@@ -387,11 +387,24 @@ class LoaderService:
         }
         return (last is None or last.error is None), detail
 
-    async def run(self, interval: float, stop: asyncio.Event) -> None:
-        """Pass after pass, ``interval`` seconds apart (start to start), until ``stop`` is set."""
+    async def run(
+        self,
+        interval: float,
+        stop: asyncio.Event,
+        between: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Pass after pass, ``interval`` seconds apart (start to start), until ``stop`` is set.
+
+        ``between`` runs after each pass (retention): never during one, so a pass never lists a
+        file that is deleted before it loads it. Its failures are logged; the loop goes on."""
         while not stop.is_set():
             started = time.monotonic()
             await self.run_pass(should_stop=stop.is_set)
+            if between is not None and not stop.is_set():
+                try:
+                    await between()
+                except Exception:
+                    log.exception("between passes: failed (tried again after the next pass)")
             delay = max(0.0, interval - (time.monotonic() - started))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eventkit_core import ConfigurationError
+from eventkit_storage.retention import RetentionPolicy, parse_stream_days
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -61,6 +62,8 @@ class LoaderSettings(BaseSettings):
     )
     profiles_host: str = Field("127.0.0.1", validation_alias="EVENTKIT_PROFILES_HOST")
     profiles_token: str | None = Field(None, validation_alias="EVENTKIT_PROFILES_TOKEN")
+    retention_days: int | None = Field(None, ge=1, validation_alias="EVENTKIT_RETENTION_DAYS")
+    stream_retention_days: str = Field("", validation_alias="EVENTKIT_STREAM_RETENTION_DAYS")
 
     @field_validator("log_level")
     @classmethod
@@ -83,6 +86,11 @@ class LoaderSettings(BaseSettings):
         if self.warehouse is not None:
             return self.warehouse
         return "bigquery" if self.event_store == "gcs" else "duckdb"
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        """EVENTKIT_RETENTION_DAYS with the EVENTKIT_STREAM_RETENTION_DAYS overrides."""
+        return RetentionPolicy(self.retention_days, parse_stream_days(self.stream_retention_days))
 
     @property
     def duckdb_path(self) -> Path:

@@ -30,6 +30,7 @@ import concurrent.futures
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from eventkit_core.errors import ConfigurationError, WarehouseError, WarehouseMissingError
@@ -418,6 +419,41 @@ class BigQueryWarehouseLoader:
             for uri, count in sorted(files.items()):
                 key = split_generation(uri)
                 self._record([key], f"mark-{batch_load_job_id([key])}", "loaded", count)
+
+    async def delete_received_before(self, cutoffs: Mapping[str, datetime]) -> dict[str, int]:
+        """Retention: delete each stream's rows (events and dead letters) received before its
+        cutoff (one DML statement per table). Rows deleted per table."""
+        return await asyncio.to_thread(self._delete_before_sync, dict(cutoffs))
+
+    def _delete_before_sync(self, cutoffs: dict[str, datetime]) -> dict[str, int]:
+        with self._pass_lock:
+            if not self._schema_ready:
+                self._ensure_schema_sync()
+            refs = {
+                self.table: self.table_ref,
+                DEAD_LETTERS_TABLE: f"{self.dataset_ref}.{DEAD_LETTERS_TABLE}",
+            }
+            return {
+                name: sum(self._delete_stream(ref, s, c) for s, c in sorted(cutoffs.items()))
+                for name, ref in refs.items()
+            }
+
+    def _delete_stream(self, ref: str, stream: str, cutoff: datetime) -> int:
+        config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter("stream", "STRING", stream),
+                bigquery.ScalarQueryParameter("cutoff", "TIMESTAMP", cutoff),
+            ]
+        )
+        job = self.client.query(
+            f"DELETE FROM `{ref}` WHERE stream = @stream AND received_at < @cutoff",
+            job_config=config,
+            location=self.location,
+            retry=self._retry,
+            timeout=_HTTP_TIMEOUT,
+        )
+        job.result(retry=self._retry, timeout=self.job_timeout)
+        return int(job.num_dml_affected_rows or 0)
 
     def _record(
         self, batch: Sequence[Key], job_id: str, state: str, rows: int | None = None

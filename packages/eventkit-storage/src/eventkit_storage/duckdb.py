@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlparse
@@ -336,6 +337,34 @@ class DuckDBWarehouseLoader:
                 with contextlib.suppress(duckdb.Error):
                     con.rollback()
                 raise
+
+    async def delete_received_before(self, cutoffs: Mapping[str, datetime]) -> dict[str, int]:
+        """Retention: delete each stream's rows (events and dead letters) received before its
+        cutoff, in one transaction, then checkpoint. Rows deleted per table."""
+        return await asyncio.to_thread(self._delete_before_sync, dict(cutoffs))
+
+    def _delete_before_sync(self, cutoffs: dict[str, datetime]) -> dict[str, int]:
+        removed = {self.table: 0, DEAD_LETTERS_TABLE: 0}
+        if not cutoffs or not self.database.exists():
+            return removed
+        with self._pass_lock, self._open() as con:
+            tables = [t for t in removed if self._has_table(con, t)]
+            con.begin()
+            try:
+                for table in tables:
+                    for stream, cutoff in sorted(cutoffs.items()):
+                        row = con.execute(
+                            f'DELETE FROM "{table}" WHERE stream = ? AND received_at < ?',
+                            [stream, cutoff],
+                        ).fetchone()
+                        removed[table] += int(row[0]) if row else 0
+                con.commit()
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
+                raise
+            con.execute("CHECKPOINT")
+        return removed
 
     # ------------------------------------------------------------------------------ identities
 

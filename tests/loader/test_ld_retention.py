@@ -1,0 +1,171 @@
+"""``eventkit-loader retention``: local + DuckDB and GCS + BigQuery (emulators), killed midway.
+
+Old data (June 2024) in stream ``events`` and in stream ``keep`` (kept forever by an override),
+recent data in ``events``. With 30 days: the old ``events`` files and rows go, the rest stays.
+The kill is a real SIGKILL at the second file deletion (after the warehouse rows went), made as
+in ``test_ld_compact``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from eventkit_core import utcnow
+from eventkit_storage.filestore import FileBackend
+from eventkit_storage.gcs import GCSErrorStore, GCSEventStore
+from eventkit_storage.local import LocalErrorStore, LocalEventStore
+
+from tests.emulators import BigQueryEmulator
+from tests.loader.ld_support import in_files, loader_env, run_loader, scratch_dir, track_events
+from tests.loader.test_ld_compact import _KILLER, _dead_letter, _files, _ids_in_files
+from tests.storage.test_wh_conformance import BigQueryBackend
+
+POLICY = {"EVENTKIT_RETENTION_DAYS": "30", "EVENTKIT_STREAM_RETENTION_DAYS": "keep:0"}
+
+
+@dataclass
+class Place:
+    args: list[str]
+    env: dict[str, str]
+    backend: FileBackend
+    killer: str
+    bq: BigQueryBackend | None = None
+
+    def rows(self, table: str = "raw_events") -> Counter[str]:
+        """(stream, message_id) -> copies in ``table``."""
+        if self.bq is not None:
+            return Counter(f"{r[0]}/{r[1]}" for r in self.bq.rows(table, "stream, message_id", "1"))
+        sql = f"SELECT stream, message_id FROM {table}"
+        done = run_loader("query", *self.args, "--json", sql, env=self.env)
+        assert done.returncode == 0, done.stderr
+        return Counter(f"{r['stream']}/{r['message_id']}" for r in json.loads(done.stdout))
+
+
+def _fill(events: Any, errors: Any) -> None:
+    async def write() -> None:
+        for stream in ("events", "keep"):
+            for hour in range(2):
+                batch = track_events(6, start=hour * 3600, stream=stream)
+                for chunk in in_files(batch, 3):
+                    await events.store_batch(chunk)
+        recent = track_events(4, start=10**6)
+        await events.store_batch([msgspec.structs.replace(e, received_at=utcnow()) for e in recent])
+        await errors.store_errors([_dead_letter(0)])  # old, stream events
+
+    asyncio.run(write())
+
+
+@pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.integration)])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
+    if request.param == "local":
+        data = tmp_path / "data"
+        _fill(LocalEventStore(data), LocalErrorStore(data))
+        killer = _KILLER.format(module="eventkit_storage.local", cls="LocalFiles")
+        yield Place(
+            ["--data-dir", str(data)], loader_env(**POLICY), LocalEventStore(data).backend, killer
+        )
+        return
+    emulator: BigQueryEmulator = request.getfixturevalue("bigquery_emulator")
+    bucket: str = request.getfixturevalue("gcs_bucket")
+    dataset: str = request.getfixturevalue("bigquery_dataset")
+    client = emulator.gcs.client()
+    store = GCSEventStore(bucket, prefix="pre", client=client)
+    _fill(store, GCSErrorStore(bucket, prefix="pre", client=client))
+    bq = BigQueryBackend(emulator, bucket, dataset)
+    with contextlib.closing(bq.client):
+        yield Place(
+            [
+                *("--event-store", "gcs", "--bucket", bucket, "--prefix", "pre"),
+                *("--project", emulator.project, "--dataset", dataset),
+            ],
+            loader_env(
+                EVENTKIT_BIGQUERY_API_ENDPOINT=emulator.endpoint,
+                STORAGE_EMULATOR_HOST=emulator.gcs.endpoint,
+                **POLICY,
+            ),
+            store.backend,
+            _KILLER.format(module="eventkit_storage.gcs", cls="GCSFiles"),
+            bq,
+        )
+
+
+def test_retention_killed_midway_then_rerun(place: Place) -> None:
+    loaded = run_loader("once", *place.args, "--json", env=place.env)
+    assert loaded.returncode == 0, loaded.stderr
+    rows = place.rows()
+    old = {k for k in rows if k.startswith("events/") and not k.startswith("events/m-1000")}
+    assert len(old) == 12
+    assert len(rows) == 12 + 12 + 4
+    kept_files = [
+        p
+        for p in asyncio.run(_files(place.backend, "events/"))
+        if "/keep/" in p or "/2024/" not in p
+    ]
+
+    dry = run_loader("retention", *place.args, "--dry-run", "--json", env=place.env)
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["files_deleted"] == 4 + 1  # 4 old event files of `events`, 1 dead-letter file
+    assert set(plan["cutoffs"]) == {"events"}  # `keep` is kept forever
+    assert place.rows() == rows  # a dry run changes nothing
+
+    killed = subprocess.run(
+        [sys.executable, "-c", place.killer, "retention", *place.args],
+        env=place.env,
+        cwd=scratch_dir(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert asyncio.run(place.backend.scan("rewrites/"))  # left behind by the kill
+
+    rerun = run_loader("retention", *place.args, "--json", env=place.env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [r["outcome"] for r in json.loads(rerun.stdout)["recovered"]] == ["done"]
+
+    assert sorted(asyncio.run(_files(place.backend, "events/"))) == sorted(kept_files)
+    assert asyncio.run(_files(place.backend, "dead-letters/")) == []
+    assert asyncio.run(place.backend.scan("rewrites/")) == []
+    assert place.rows() == Counter({k: n for k, n in rows.items() if k not in old})
+    assert place.rows("dead_letters") == Counter()
+    in_files_now = _ids_in_files(place.backend, kept_files)
+    assert sum(in_files_now.values()) == 12 + 4
+    again = run_loader("once", *place.args, "--json", env=place.env)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["loaded"] == 0
+
+
+async def test_run_calls_between_after_each_pass_and_survives_its_failure(tmp_path: Path) -> None:
+    """``run`` hands retention its turn between passes; a failing turn does not stop the loop."""
+    import asyncio as aio
+
+    from eventkit_loader.service import LoaderService
+    from eventkit_storage.duckdb import DuckDBWarehouseLoader
+
+    service = LoaderService(
+        LocalEventStore(tmp_path / "data"), DuckDBWarehouseLoader(tmp_path / "w.duckdb")
+    )
+    stop = aio.Event()
+    calls: list[int] = []
+
+    async def between() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("retention failed once")
+        stop.set()
+
+    await aio.wait_for(service.run(0.01, stop, between=between), timeout=60)
+    assert calls == [0, 1]
