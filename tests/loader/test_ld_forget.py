@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,8 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 from eventkit_loader.cli import main
+from eventkit_storage.local import LocalErrorStore
 
-from tests.loader.ld_support import loader_env
+from tests.loader.ld_support import T0, loader_env
+from tests.loader.test_ld_dead_letters import _letter
 from tests.loader.test_ld_profile import person_events, store
 
 ANN_IDS = (b"ann", b"phone", b"laptop", b"Ann@Example", b"ann@example")
@@ -37,8 +40,22 @@ def _leaks(data: Path) -> list[str]:
     return found
 
 
+def _dead_letters(data: Path) -> int:
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    try:
+        row = con.execute("SELECT count(*) FROM dead_letters").fetchone()
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
 def _loaded(data: Path) -> None:
     store(data, person_events())
+    letters = [
+        _letter({"type": "track", "userId": "ann"}, "events", T0),  # no event name
+        _letter({"type": "track", "userId": "bob"}, "events", T0),
+    ]
+    asyncio.run(LocalErrorStore(data).store_errors(letters))
     assert main(["once", "--data-dir", str(data)]) == 0
 
 
@@ -57,13 +74,15 @@ def test_forget_removes_every_byte_and_keeps_others(
     plan = json.loads(capsys.readouterr().out)
     assert set(plan["ids"]) >= {"user_id:ann", "anonymous_id:phone", "anonymous_id:laptop"}
     assert plan["rows"]["raw_events"] == 5
-    assert len(plan["files"]) == 1
+    assert plan["rows"]["dead_letters"] == 1
+    assert len(plan["files"]) == 2  # one event file, one dead-letter file
     assert _leaks(data)  # a dry run changes nothing
 
     assert main(["forget", "email:ann@example.com", "--json", "--data-dir", str(data)]) == 0
     done = json.loads(capsys.readouterr().out)
     assert done["rows"]["raw_events"] == 5
     assert _counts(data) == {"bob": 1}
+    assert _dead_letters(data) == 1  # Bob's
     assert _leaks(data) == []
 
 
@@ -91,4 +110,5 @@ def test_forget_killed_midway_then_rerun(tmp_path: Path, step: str) -> None:
     rerun = subprocess.run(argv, env=loader_env(), capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert _counts(data) == {"bob": 1}  # nothing loaded twice, everyone else kept
+    assert _dead_letters(data) == 1
     assert _leaks(data) == []
