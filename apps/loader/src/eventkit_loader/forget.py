@@ -36,7 +36,7 @@ from eventkit_storage.rewrite import (
     table_output,
 )
 from eventkit_storage.suppression import candidate_ids, payload_ids
-from eventkit_storage.warehouse import DEAD_LETTERS_TABLE, IDENTITY_TABLES
+from eventkit_storage.warehouse import DEAD_LETTERS_TABLE, DELETIONS_TABLE, IDENTITY_TABLES
 
 from eventkit_loader import backends
 from eventkit_loader.settings import LoaderSettings
@@ -46,8 +46,9 @@ Identity = tuple[str, str]
 #: A test hook: the step name after which the command kills itself (crash-safety tests).
 CRASH_AFTER_ENV = "EVENTKIT_FORGET_CRASH_AFTER"
 
+#: The table as ``duckdb_ddl`` makes it (a warehouse made by an older version lacks it).
 DELETIONS_DDL = (
-    'CREATE TABLE IF NOT EXISTS "deletions" (request_id VARCHAR NOT NULL, '
+    f'CREATE TABLE IF NOT EXISTS "{DELETIONS_TABLE}" (request_id VARCHAR NOT NULL, '
     "requested_at TIMESTAMPTZ NOT NULL, completed_at TIMESTAMPTZ NOT NULL, "
     "files_rewritten BIGINT NOT NULL, rows_removed BIGINT NOT NULL)"
 )
@@ -253,7 +254,7 @@ def _record(path: Path, report: ForgetReport, requested: Any) -> None:
     try:
         con.execute(DELETIONS_DDL)
         con.execute(
-            'INSERT INTO "deletions" VALUES (?, ?, ?, ?, ?)',
+            f'INSERT INTO "{DELETIONS_TABLE}" VALUES (?, ?, ?, ?, ?)',
             [report.request_id, requested, utcnow(), len(report.files), sum(report.rows.values())],
         )
     finally:
