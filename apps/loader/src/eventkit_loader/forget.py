@@ -13,6 +13,7 @@ file (a full scan: fine for small stores, slow for large ones).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterable
@@ -201,8 +202,17 @@ def _delete_sql(ids: Iterable[Identity], messages: list[str]) -> list[tuple[str,
                 [keys, msgs],
             )
         )
+    # Dead letters match by the message ids the file scan found (payload ids, exactly); one
+    # without a message id by its payload holding an id as a JSON string (may over-match).
     likes = " OR ".join("contains(payload, ?)" for _ in values) or "false"
-    out.append((DEAD_LETTERS_TABLE, f"list_contains(?, message_id) OR {likes}", [msgs, *values]))
+    quoted = [json.dumps(v) for v in values]
+    out.append(
+        (
+            DEAD_LETTERS_TABLE,
+            f"list_contains(?, message_id) OR (message_id IS NULL AND ({likes}))",
+            [msgs, *quoted],
+        )
+    )
     return out
 
 
@@ -317,7 +327,6 @@ async def forget(settings: LoaderSettings, ident: str, *, dry_run: bool, say: An
 
 async def cmd_forget(settings: LoaderSettings, ident: str, dry_run: bool, as_json: bool) -> int:
     """The CLI command: a summary (or one JSON object) on stdout, step lines on stderr."""
-    import json
     import sys
 
     def say(line: str) -> None:
