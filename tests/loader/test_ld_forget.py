@@ -84,6 +84,12 @@ def test_forget_removes_every_byte_and_keeps_others(
     assert _counts(data) == {"bob": 1}
     assert _dead_letters(data) == 1  # Bob's
     assert _leaks(data) == []
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    try:
+        recorded = con.execute("SELECT request_id, files_rewritten FROM deletions").fetchall()
+    finally:
+        con.close()
+    assert recorded == [(done["request_id"], 2)]
 
 
 def test_unknown_id_is_suppressed_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
