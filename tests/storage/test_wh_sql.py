@@ -98,7 +98,13 @@ def test_the_duckdb_ddl_runs_twice_and_gives_the_contract_names() -> None:
         row[0]
         for row in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
     }
-    assert tables == {"raw_events", "_eventkit_loaded_files", "dead_letters", *IDENTITY_TABLES}
+    assert tables == {
+        "raw_events",
+        "_eventkit_loaded_files",
+        "dead_letters",
+        "deletions",
+        *IDENTITY_TABLES,
+    }
     assert views == set(VIEW_NAMES)
     columns = [row[0] for row in con.execute("DESCRIBE raw_events").fetchall()]
     assert columns == list(EVENT_COLUMNS)

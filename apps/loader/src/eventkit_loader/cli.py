@@ -348,6 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("--json", action="store_true", default=False, help="print one JSON object")
 
+    forget = add(
+        "forget",
+        "remove one person from the warehouse and the stored files",
+        "Suppress the person's ids, delete their warehouse rows and rewrite every stored file "
+        "holding their events or dead letters (DuckDB + local store). Rerun after a crash.",
+    )
+    forget.add_argument("id", metavar="ID_TYPE:VALUE", help="e.g. user_id:u1")
+    forget.add_argument("--dry-run", action="store_true", default=False, help="change nothing")
+    forget.add_argument("--json", action="store_true", default=False, help="print one JSON object")
+
     query = add(
         "query",
         "run SQL on the embedded DuckDB warehouse",
@@ -920,6 +930,10 @@ async def _dispatch(args: argparse.Namespace, settings: LoaderSettings) -> int:
         return await cmd_query(settings, args.sql, args.json)
     if command == "profile":
         return await cmd_profile(settings, args.id, args.events, args.json)
+    if command == "forget":
+        from eventkit_loader.forget import cmd_forget
+
+        return await cmd_forget(settings, args.id, args.dry_run, args.json)
     raise AssertionError(f"unknown command {command}")  # argparse prevents it
 
 

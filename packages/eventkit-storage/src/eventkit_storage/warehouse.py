@@ -43,6 +43,8 @@ __all__ = [
     "DEAD_LETTER_COLUMNS",
     "DEDUPE_ORDER",
     "DEFAULT_TABLE",
+    "DELETIONS_COLUMNS",
+    "DELETIONS_TABLE",
     "EVENT_VIEW_COLUMNS",
     "IDENTITY_FACTS_TABLE",
     "IDENTITY_TABLES",
@@ -117,6 +119,16 @@ DEAD_LETTER_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = tuple(
         "NULLABLE" if f.nullable else "REQUIRED",
     )
     for f in DEAD_LETTER_SCHEMA
+)
+
+#: ``eventkit-loader forget`` records each request here: when, how much, never whose.
+DELETIONS_TABLE: Final = "deletions"
+DELETIONS_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("request_id", "STRING", "REQUIRED"),
+    ("requested_at", "TIMESTAMP", "REQUIRED"),
+    ("completed_at", "TIMESTAMP", "REQUIRED"),
+    ("files_rewritten", "INT64", "REQUIRED"),
+    ("rows_removed", "INT64", "REQUIRED"),
 )
 
 IDENTITY_TABLES: Final[dict[str, tuple[tuple[str, str, str], ...]]] = {
@@ -377,6 +389,10 @@ def _render_bigquery_ddl(project: str, dataset: str, table: str) -> str:
         f"CREATE TABLE IF NOT EXISTS `{base}.{DEAD_LETTERS_TABLE}` (\n"
         f"{_identity_columns('bigquery', DEAD_LETTER_COLUMNS)}\n)\n"
         "OPTIONS (description = 'eventkit dead letters: one row per stored dead letter');",
+        "",
+        f"CREATE TABLE IF NOT EXISTS `{base}.{DELETIONS_TABLE}` (\n"
+        f"{_identity_columns('bigquery', DELETIONS_COLUMNS)}\n)\n"
+        "OPTIONS (description = 'eventkit forget requests: no personal data');",
     ]
     for view, select in views_sql("bigquery", table_ref).items():
         parts += ["", f"CREATE OR REPLACE VIEW `{base}.{view}` AS\n{select};"]
@@ -447,6 +463,10 @@ def _render_duckdb_ddl(table: str) -> str:
     parts.append(
         f'CREATE TABLE IF NOT EXISTS "{DEAD_LETTERS_TABLE}" (\n'
         f"{_identity_columns('duckdb', DEAD_LETTER_COLUMNS)}\n);"
+    )
+    parts.append(
+        f'CREATE TABLE IF NOT EXISTS "{DELETIONS_TABLE}" (\n'
+        f"{_identity_columns('duckdb', DELETIONS_COLUMNS)}\n);"
     )
     # Point lookups (profile, Profile API) by id and by profile: ART indexes (not unique ones:
     # a chunk may delete and re-insert the same keys in one transaction). Single-column: DuckDB

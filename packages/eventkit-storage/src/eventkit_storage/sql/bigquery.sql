@@ -119,6 +119,15 @@ CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.dead_letters` (
 )
 OPTIONS (description = 'eventkit dead letters: one row per stored dead letter');
 
+CREATE TABLE IF NOT EXISTS `{PROJECT_ID}.{DATASET}.deletions` (
+  request_id STRING NOT NULL,
+  requested_at TIMESTAMP NOT NULL,
+  completed_at TIMESTAMP NOT NULL,
+  files_rewritten INT64 NOT NULL,
+  rows_removed INT64 NOT NULL
+)
+OPTIONS (description = 'eventkit forget requests: no personal data');
+
 CREATE OR REPLACE VIEW `{PROJECT_ID}.{DATASET}.events` AS
 SELECT e.message_id, e.type, e.stream, e.user_id, e.anonymous_id, e.event, e.name, e.group_id, e.previous_id, e.timestamp, e.original_timestamp, e.sent_at, e.received_at, e.properties, e.traits, e.context, e.integrations, e.payload, e.extras,
   COALESCE(iu.profile_id, ia.profile_id) AS profile_id

@@ -99,6 +99,14 @@ CREATE TABLE IF NOT EXISTS "dead_letters" (
   "batch_sent_at" VARCHAR
 );
 
+CREATE TABLE IF NOT EXISTS "deletions" (
+  "request_id" VARCHAR NOT NULL,
+  "requested_at" TIMESTAMPTZ NOT NULL,
+  "completed_at" TIMESTAMPTZ NOT NULL,
+  "files_rewritten" BIGINT NOT NULL,
+  "rows_removed" BIGINT NOT NULL
+);
+
 DROP INDEX IF EXISTS "identities_by_id";
 
 CREATE INDEX IF NOT EXISTS "identities_by_value" ON "identities" (id_value);
