@@ -243,7 +243,7 @@ def _warehouse_rows(
     return counts
 
 
-def _purge_duckdb(path: Path) -> None:
+def purge_duckdb(path: Path) -> None:
     """Rewrite the DuckDB file: DELETE leaves the old strings in free blocks of the file."""
     fresh = path.with_name(path.name + ".forget-tmp")
     fresh.unlink(missing_ok=True)
@@ -316,7 +316,7 @@ async def forget(settings: LoaderSettings, ident: str, *, dry_run: bool, say: An
         )
     if dry_run:
         return report
-    await asyncio.to_thread(_purge_duckdb, settings.duckdb_path)
+    await asyncio.to_thread(purge_duckdb, settings.duckdb_path)
     _crash_point("warehouse", say)
     for store, plan in plans:
         await replace(store.backend, plan, warehouse.mark_loaded)

@@ -20,17 +20,20 @@ profiles are derived data and are not pruned (``forget`` removes a person from t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from eventkit_core import utcnow
+from eventkit_storage.duckdb import DuckDBWarehouseLoader
 from eventkit_storage.paths import hour_of, parse_hour
 from eventkit_storage.retention import RetentionPolicy
 from eventkit_storage.rewrite import Replacement, ReplaceReport, recover, replace
 
 from eventkit_loader.compact import KINDS, RewritableStore
+from eventkit_loader.forget import purge_duckdb
 from eventkit_loader.service import ListedFile, LoaderService
 
 log = logging.getLogger("eventkit_loader")
@@ -110,6 +113,9 @@ async def apply_retention(
     if dry_run:
         return report
     report.rows = await warehouse.delete_received_before(limits)
+    if isinstance(warehouse, DuckDBWarehouseLoader) and any(report.rows.values()):
+        # DELETE leaves the old values in free blocks of the file: rewrite it (as forget does)
+        await asyncio.to_thread(purge_duckdb, warehouse.database)
     for start in range(0, len(report.files), FILES_PER_REPLACEMENT):
         chunk = tuple(report.files[start : start + FILES_PER_REPLACEMENT])
         await replace(store.backend, Replacement(reason="retention", inputs=chunk), None)
