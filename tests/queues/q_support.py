@@ -13,12 +13,23 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 
-async def wait_for(condition: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    """Poll ``condition`` (every 5 ms) until it holds; fail the test after ``within`` seconds."""
+async def wait_for(
+    condition: Callable[[], bool],
+    within: float = 10.0,
+    what: str = "",
+    state: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``condition`` (every 5 ms) until it holds; fail the test after ``within`` seconds.
+
+    ``state`` describes where things stand, for the failure message.
+    """
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what or condition}")
+            detail = f" ({state()})" if state is not None else ""
+            raise AssertionError(
+                f"timed out after {within} s waiting for {what or condition}{detail}"
+            )
         await asyncio.sleep(0.005)
 
 
