@@ -6,8 +6,10 @@ drops new events, replay skips old ones); load pending files; delete the person'
 and purge the DuckDB file's free blocks; rewrite every stored file holding the person's rows
 (:mod:`eventkit_storage.rewrite`); record the request (no personal data) in ``deletions``.
 
-Only the embedded DuckDB warehouse is supported so far. Finding the files reads every stored
-file (a full scan: fine for small stores, slow for large ones).
+DuckDB or BigQuery, local or GCS store (the row rules are in :mod:`eventkit_loader.forget_rows`).
+Finding the files reads every stored file (a full scan: fine for small stores, slow for large
+ones). BigQuery keeps deleted rows in time travel (2-7 days, the dataset's setting) and then
+fail-safe (7 days); nothing here can shorten that (see the guide).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-from eventkit_core import ConfigurationError, utcnow
+from eventkit_core import utcnow
 from eventkit_storage.identity import parse_identity
 from eventkit_storage.identity_read import reader_for
 from eventkit_storage.rewrite import (
@@ -37,22 +39,15 @@ from eventkit_storage.rewrite import (
     table_output,
 )
 from eventkit_storage.suppression import candidate_ids, payload_ids
-from eventkit_storage.warehouse import DEAD_LETTERS_TABLE, DELETIONS_TABLE, IDENTITY_TABLES
 
 from eventkit_loader import backends
+from eventkit_loader import forget_rows as person
 from eventkit_loader.settings import LoaderSettings
 
 Identity = tuple[str, str]
 
 #: A test hook: the step name after which the command kills itself (crash-safety tests).
 CRASH_AFTER_ENV = "EVENTKIT_FORGET_CRASH_AFTER"
-
-#: The table as ``duckdb_ddl`` makes it (a warehouse made by an older version lacks it).
-DELETIONS_DDL = (
-    f'CREATE TABLE IF NOT EXISTS "{DELETIONS_TABLE}" (request_id VARCHAR NOT NULL, '
-    "requested_at TIMESTAMPTZ NOT NULL, completed_at TIMESTAMPTZ NOT NULL, "
-    "files_rewritten BIGINT NOT NULL, rows_removed BIGINT NOT NULL)"
-)
 
 
 @dataclass
@@ -86,11 +81,12 @@ def _crash_point(step: str, say: Any) -> None:
 def _resolve(settings: LoaderSettings, id_type: str, value: str) -> tuple[list[Identity], bool]:
     reader = reader_for(backends.warehouse(settings))
     found = reader.find(id_type, value)
-    profile = None if found is None else reader.profile(found)
-    if profile is None:
+    # By identities, not the profiles row: a BigQuery run killed midway deleted that first.
+    held = [] if found is None else reader.identities(found)
+    if found is None or not held:
         return [(id_type, value)], False
-    ids = [(str(t), str(v)) for t, v, _ in profile.identities]
-    ids.append(("profile_id", profile.profile_id))
+    ids = [(str(t), str(v)) for t, v, _ in held]
+    ids.append(("profile_id", found))
     if (id_type, value) not in ids:
         ids.append((id_type, value))
     return ids, True
@@ -149,100 +145,6 @@ async def _plan_files(
     return plans, messages
 
 
-def _delete_sql(ids: Iterable[Identity], messages: list[str]) -> list[tuple[str, str, list[Any]]]:
-    """(table, WHERE clause, params) for every table holding the person's rows."""
-    pairs = sorted(set(ids))
-    users = [v for t, v in pairs if t == "user_id"] or [""]
-    anons = [v for t, v in pairs if t == "anonymous_id"] or [""]
-    profiles = [v for t, v in pairs if t == "profile_id"] or [""]
-    msgs = messages or [""]
-    values = [v for _, v in pairs]
-
-    def pair_match(a: str, b: str) -> str:
-        return f"list_contains(?, {a} || ':' || {b})"
-
-    keys = [f"{t}:{v}" for t, v in pairs]
-    out: list[tuple[str, str, list[Any]]] = [
-        (
-            "raw_events",
-            "list_contains(?, user_id) OR list_contains(?, anonymous_id) "
-            "OR list_contains(?, message_id)",
-            [users, anons, msgs],
-        ),
-        (
-            "identities",
-            f"{pair_match('id_type', 'id_value')} OR list_contains(?, profile_id)",
-            [keys, profiles],
-        ),
-        (
-            "identity_edges",
-            f"{pair_match('id_type_1', 'id_value_1')} OR "
-            f"{pair_match('id_type_2', 'id_value_2')} OR list_contains(?, message_id)",
-            [keys, keys, msgs],
-        ),
-        (
-            "identity_rejections",
-            f"{pair_match('id_type_1', 'id_value_1')} OR list_contains(?, message_id)",
-            [keys, msgs],
-        ),
-        (
-            "profile_merges",
-            "list_contains(?, from_profile_id) OR list_contains(?, into_profile_id) "
-            "OR list_contains(?, message_id)",
-            [profiles, profiles, msgs],
-        ),
-        ("profiles", "list_contains(?, profile_id)", [profiles]),
-    ]
-    facts = [t for t in IDENTITY_TABLES if t not in {o[0] for o in out}]
-    for table in facts:
-        out.append(
-            (
-                table,
-                f"{pair_match('id_type', 'id_value')} OR list_contains(?, message_id)",
-                [keys, msgs],
-            )
-        )
-    # Dead letters match by the message ids the file scan found (payload ids, exactly); one
-    # without a message id by its payload holding an id as a JSON string (may over-match).
-    likes = " OR ".join("contains(payload, ?)" for _ in values) or "false"
-    quoted = [json.dumps(v) for v in values]
-    out.append(
-        (
-            DEAD_LETTERS_TABLE,
-            f"list_contains(?, message_id) OR (message_id IS NULL AND ({likes}))",
-            [msgs, *quoted],
-        )
-    )
-    return out
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {
-        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
-
-
-def _warehouse_rows(
-    path: Path, ids: list[Identity], messages: list[str], *, delete: bool
-) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    con = duckdb.connect(str(path))
-    try:
-        present = _tables(con)
-        con.execute("BEGIN")  # all tables or none: a rerun must still find the profile
-        for table, where, params in _delete_sql(ids, messages):
-            if table not in present:
-                continue
-            row = con.execute(f'SELECT count(*) FROM "{table}" WHERE {where}', params).fetchone()
-            counts[table] = int(row[0]) if row else 0
-            if delete and counts[table]:
-                con.execute(f'DELETE FROM "{table}" WHERE {where}', params)
-        con.execute("COMMIT")
-    finally:
-        con.close()
-    return counts
-
-
 def purge_duckdb(path: Path) -> None:
     """Rewrite the DuckDB file: DELETE leaves the old strings in free blocks of the file."""
     fresh = path.with_name(path.name + ".forget-tmp")
@@ -259,26 +161,12 @@ def purge_duckdb(path: Path) -> None:
     os.replace(fresh, path)
 
 
-def _record(path: Path, report: ForgetReport, requested: Any) -> None:
-    con = duckdb.connect(str(path))
-    try:
-        con.execute(DELETIONS_DDL)
-        con.execute(
-            f'INSERT INTO "{DELETIONS_TABLE}" VALUES (?, ?, ?, ?, ?)',
-            [report.request_id, requested, utcnow(), len(report.files), sum(report.rows.values())],
-        )
-    finally:
-        con.close()
-
-
 async def forget(settings: LoaderSettings, ident: str, *, dry_run: bool, say: Any) -> ForgetReport:
     """Forget the person with id ``ident`` (``ID_TYPE:VALUE``)."""
     from eventkit_storage.suppression import SuppressionList
 
     from eventkit_loader.service import LoaderService
 
-    if settings.warehouse_kind != "duckdb":
-        raise ConfigurationError("forget supports the DuckDB warehouse only so far")
     id_type, value = parse_identity(ident)  # a bad id fails before anything changes
     requested = utcnow()
     events, errors = backends.event_store(settings), backends.error_store(settings)
@@ -287,8 +175,10 @@ async def forget(settings: LoaderSettings, ident: str, *, dry_run: bool, say: An
         for store in (events, errors):
             await recover(store.backend, warehouse.mark_loaded)
         _crash_point("recover", say)
+    if settings.warehouse_kind != "duckdb":
+        await warehouse.ensure_schema()  # a new dataset: the (empty) tables the steps read
     ids, known = [(id_type, value)], False
-    if settings.duckdb_path.exists():
+    if _has_warehouse(settings):
         ids, known = await asyncio.to_thread(_resolve, settings, id_type, value)
     report = ForgetReport(ids=ids, known=known, dry_run=dry_run)
     if not dry_run:
@@ -310,19 +200,34 @@ async def forget(settings: LoaderSettings, ident: str, *, dry_run: bool, say: An
         plans += [(store, p) for p in found]
         messages += gone
     report.files = [p.inputs[0] for _, p in plans]
-    if settings.duckdb_path.exists():
-        report.rows = await asyncio.to_thread(
-            _warehouse_rows, settings.duckdb_path, ids, messages, delete=not dry_run
-        )
+    duck = settings.warehouse_kind == "duckdb"
+    if _has_warehouse(settings):
+        count = person.duckdb_person_rows if duck else person.bigquery_person_rows
+        where: Any = settings.duckdb_path if duck else warehouse
+        report.rows = await asyncio.to_thread(count, where, ids, messages, delete=not dry_run)
     if dry_run:
         return report
-    await asyncio.to_thread(purge_duckdb, settings.duckdb_path)
+    if duck:
+        await asyncio.to_thread(purge_duckdb, settings.duckdb_path)
     _crash_point("warehouse", say)
     for store, plan in plans:
         await replace(store.backend, plan, warehouse.mark_loaded)
         _crash_point("file", say)
-    await asyncio.to_thread(_record, settings.duckdb_path, report, requested)
+    record = person.duckdb_record if duck else person.bigquery_record
+    await asyncio.to_thread(
+        record,
+        settings.duckdb_path if duck else warehouse,
+        report.request_id,
+        requested,
+        len(report.files),
+        sum(report.rows.values()),
+    )
     return report
+
+
+def _has_warehouse(settings: LoaderSettings) -> bool:
+    """BigQuery: always (the schema is created on first use); DuckDB: once its file exists."""
+    return settings.warehouse_kind != "duckdb" or settings.duckdb_path.exists()
 
 
 async def cmd_forget(settings: LoaderSettings, ident: str, dry_run: bool, as_json: bool) -> int:

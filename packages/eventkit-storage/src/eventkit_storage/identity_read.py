@@ -127,11 +127,7 @@ class ProfileReader:
         if not rows:
             return None
         pid, user, traits, first, last, count = rows[0]
-        ids = self._query(
-            f"SELECT id_type, id_value, first_seen FROM {self._ref('identities')} "
-            "WHERE profile_id = ? ORDER BY first_seen, id_type, id_value",
-            [profile_id],
-        )
+        ids = self.identities(profile_id)
         decoded = _json(traits)
         return Profile(
             profile_id=str(pid),
@@ -140,8 +136,17 @@ class ProfileReader:
             first_seen=first,
             last_seen=last,
             event_count=int(count),
-            identities=tuple((str(t), str(v), f) for t, v, f in ids),
+            identities=tuple(ids),
         )
+
+    def identities(self, profile_id: str) -> list[tuple[str, str, Any]]:
+        """(id_type, id_value, first_seen) of each id of the profile, oldest first."""
+        rows = self._query(
+            f"SELECT id_type, id_value, first_seen FROM {self._ref('identities')} "
+            "WHERE profile_id = ? ORDER BY first_seen, id_type, id_value",
+            [profile_id],
+        )
+        return [(str(t), str(v), f) for t, v, f in rows]
 
     def events(self, profile_id: str, limit: int = 10, offset: int = 0) -> list[ProfileEvent]:
         """The profile's events, newest first (by timestamp, then message_id)."""
