@@ -35,6 +35,15 @@ from tests.storage.test_wh_conformance import BigQueryBackend
 POLICY = {"EVENTKIT_RETENTION_DAYS": "30", "EVENTKIT_STREAM_RETENTION_DAYS": "keep:0"}
 
 
+#: The properties of every row retention removes; no byte of a kept file may hold it after.
+RETIRED = msgspec.Raw(b'{"note":"retired-row-marker"}')
+
+
+def _holding(root: Path, marker: bytes = b"retired-row-marker") -> list[str]:
+    files = (p for p in root.rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(root)) for p in files if marker in p.read_bytes())
+
+
 @dataclass
 class Place:
     args: list[str]
@@ -58,6 +67,8 @@ def _fill(events: Any, errors: Any) -> None:
         for stream in ("events", "keep"):
             for hour in range(2):
                 batch = track_events(6, start=hour * 3600, stream=stream)
+                if stream == "events":  # a marker for the raw-bytes check: only old `events`
+                    batch = [msgspec.structs.replace(e, properties=RETIRED) for e in batch]
                 for chunk in in_files(batch, 3):
                     await events.store_batch(chunk)
         recent = track_events(4, start=10**6)
@@ -120,6 +131,10 @@ def test_retention_killed_midway_then_rerun(place: Place) -> None:
     assert plan["files_deleted"] == 4 + 1  # 4 old event files of `events`, 1 dead-letter file
     assert set(plan["cutoffs"]) == {"events"}  # `keep` is kept forever
     assert place.rows() == rows  # a dry run changes nothing
+    data = Path(place.args[1]) if place.args[0] == "--data-dir" else None
+    if data is not None:  # the check can fail: the marker is in the files and the warehouse
+        assert "warehouse.duckdb" in _holding(data)
+        assert any(p.startswith("events/") for p in _holding(data))
 
     killed = subprocess.run(
         [sys.executable, "-c", place.killer, "retention", *place.args],
@@ -146,6 +161,8 @@ def test_retention_killed_midway_then_rerun(place: Place) -> None:
     assert sum(in_files_now.values()) == 12 + 4
     again = run_loader("once", *place.args, "--json", env=place.env)
     assert json.loads(again.stdout.strip().splitlines()[-1])["loaded"] == 0
+    if data is not None:  # gone from every byte under the data dir, the DuckDB file included
+        assert _holding(data) == []
 
 
 async def test_run_calls_between_after_each_pass_and_survives_its_failure(tmp_path: Path) -> None:
