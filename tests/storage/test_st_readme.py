@@ -1,5 +1,5 @@
-"""eventkit-storage's README: the five-minute example, Parquet, extras and DuckDB blocks run as
-written."""
+"""eventkit-storage's README: the five-minute example, Parquet, extras, DuckDB and replacement
+blocks run as written."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ BLOCKS = python_blocks(README)
 def test_the_examples_run_in_order_and_print_what_the_readme_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
     monkeypatch.chdir(tmp_path)  # the examples write ./eventkit-data
     printed = run_block(BLOCKS[0], README)
     shown = README.read_text().split("prints (the file name and its date folders vary):", 1)[1]
@@ -28,3 +28,4 @@ def test_the_examples_run_in_order_and_print_what_the_readme_shows(
     check_block(BLOCKS[2], README)  # extras and the normalised event (prints checked)
     check_block(BLOCKS[3], README)  # DuckDB: loads the files of the first example
     assert (tmp_path / "eventkit-data" / "warehouse.duckdb").is_file()
+    check_block(BLOCKS[4], README)  # crash-safe replacement (prints checked)
