@@ -3,34 +3,26 @@
 Old data (June 2024) in stream ``events`` and in stream ``keep`` (kept forever by an override),
 recent data in ``events``. With 30 days: the old ``events`` files and rows go, the rest stays.
 The kill is a real SIGKILL at the second file deletion (after the warehouse rows went), made as
-in ``test_ld_compact``.
+in ``lifecycle_support``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from eventkit_core import utcnow
-from eventkit_storage.filestore import FileBackend
-from eventkit_storage.gcs import GCSErrorStore, GCSEventStore
-from eventkit_storage.local import LocalErrorStore, LocalEventStore
+from eventkit_storage.local import LocalEventStore
 
-from tests.emulators import BigQueryEmulator
-from tests.loader.ld_support import in_files, loader_env, run_loader, scratch_dir, track_events
-from tests.loader.test_ld_compact import _KILLER, _dead_letter, _files, _ids_in_files
-from tests.storage.test_wh_conformance import BigQueryBackend
+from tests.loader.ld_support import in_files, run_loader, track_events
+from tests.loader.lifecycle_support import Place, ids_in_files, make_place, parquet_files
+from tests.loader.test_ld_compact import _dead_letter
 
 POLICY = {"EVENTKIT_RETENTION_DAYS": "30", "EVENTKIT_STREAM_RETENTION_DAYS": "keep:0"}
 
@@ -42,24 +34,6 @@ RETIRED = msgspec.Raw(b'{"note":"retired-row-marker"}')
 def _holding(root: Path, marker: bytes = b"retired-row-marker") -> list[str]:
     files = (p for p in root.rglob("*") if p.is_file())
     return sorted(str(p.relative_to(root)) for p in files if marker in p.read_bytes())
-
-
-@dataclass
-class Place:
-    args: list[str]
-    env: dict[str, str]
-    backend: FileBackend
-    killer: str
-    bq: BigQueryBackend | None = None
-
-    def rows(self, table: str = "raw_events") -> Counter[str]:
-        """(stream, message_id) -> copies in ``table``."""
-        if self.bq is not None:
-            return Counter(f"{r[0]}/{r[1]}" for r in self.bq.rows(table, "stream, message_id", "1"))
-        sql = f"SELECT stream, message_id FROM {table}"
-        done = run_loader("query", *self.args, "--json", sql, env=self.env)
-        assert done.returncode == 0, done.stderr
-        return Counter(f"{r['stream']}/{r['message_id']}" for r in json.loads(done.stdout))
 
 
 def _fill(events: Any, errors: Any) -> None:
@@ -80,48 +54,19 @@ def _fill(events: Any, errors: Any) -> None:
 
 @pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.integration)])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
-    if request.param == "local":
-        data = tmp_path / "data"
-        _fill(LocalEventStore(data), LocalErrorStore(data))
-        killer = _KILLER.format(module="eventkit_storage.local", cls="LocalFiles")
-        yield Place(
-            ["--data-dir", str(data)], loader_env(**POLICY), LocalEventStore(data).backend, killer
-        )
-        return
-    emulator: BigQueryEmulator = request.getfixturevalue("bigquery_emulator")
-    bucket: str = request.getfixturevalue("gcs_bucket")
-    dataset: str = request.getfixturevalue("bigquery_dataset")
-    client = emulator.gcs.client()
-    store = GCSEventStore(bucket, prefix="pre", client=client)
-    _fill(store, GCSErrorStore(bucket, prefix="pre", client=client))
-    bq = BigQueryBackend(emulator, bucket, dataset)
-    with contextlib.closing(bq.client):
-        yield Place(
-            [
-                *("--event-store", "gcs", "--bucket", bucket, "--prefix", "pre"),
-                *("--project", emulator.project, "--dataset", dataset),
-            ],
-            loader_env(
-                EVENTKIT_BIGQUERY_API_ENDPOINT=emulator.endpoint,
-                STORAGE_EMULATOR_HOST=emulator.gcs.endpoint,
-                **POLICY,
-            ),
-            store.backend,
-            _KILLER.format(module="eventkit_storage.gcs", cls="GCSFiles"),
-            bq,
-        )
+    yield from make_place(request, tmp_path, _fill, **POLICY)
 
 
 def test_retention_killed_midway_then_rerun(place: Place) -> None:
     loaded = run_loader("once", *place.args, "--json", env=place.env)
     assert loaded.returncode == 0, loaded.stderr
-    rows = place.rows()
+    rows = place.rows(columns="stream, message_id")
     old = {k for k in rows if k.startswith("events/") and not k.startswith("events/m-1000")}
     assert len(old) == 12
     assert len(rows) == 12 + 12 + 4
     kept_files = [
         p
-        for p in asyncio.run(_files(place.backend, "events/"))
+        for p in asyncio.run(parquet_files(place.backend, "events/"))
         if "/keep/" in p or "/2024/" not in p
     ]
 
@@ -130,34 +75,27 @@ def test_retention_killed_midway_then_rerun(place: Place) -> None:
     plan = json.loads(dry.stdout)
     assert plan["files_deleted"] == 4 + 1  # 4 old event files of `events`, 1 dead-letter file
     assert set(plan["cutoffs"]) == {"events"}  # `keep` is kept forever
-    assert place.rows() == rows  # a dry run changes nothing
+    assert place.rows(columns="stream, message_id") == rows  # a dry run changes nothing
     data = Path(place.args[1]) if place.args[0] == "--data-dir" else None
     if data is not None:  # the check can fail: the marker is in the files and the warehouse
         assert "warehouse.duckdb" in _holding(data)
         assert any(p.startswith("events/") for p in _holding(data))
 
-    killed = subprocess.run(
-        [sys.executable, "-c", place.killer, "retention", *place.args],
-        env=place.env,
-        cwd=scratch_dir(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    place.killed("retention")
     assert asyncio.run(place.backend.scan("rewrites/"))  # left behind by the kill
 
     rerun = run_loader("retention", *place.args, "--json", env=place.env)
     assert rerun.returncode == 0, rerun.stderr
     assert [r["outcome"] for r in json.loads(rerun.stdout)["recovered"]] == ["done"]
 
-    assert sorted(asyncio.run(_files(place.backend, "events/"))) == sorted(kept_files)
-    assert asyncio.run(_files(place.backend, "dead-letters/")) == []
+    assert sorted(asyncio.run(parquet_files(place.backend, "events/"))) == sorted(kept_files)
+    assert asyncio.run(parquet_files(place.backend, "dead-letters/")) == []
     assert asyncio.run(place.backend.scan("rewrites/")) == []
-    assert place.rows() == Counter({k: n for k, n in rows.items() if k not in old})
-    assert place.rows("dead_letters") == Counter()
-    in_files_now = _ids_in_files(place.backend, kept_files)
+    assert place.rows(columns="stream, message_id") == Counter(
+        {k: n for k, n in rows.items() if k not in old}
+    )
+    assert place.rows("dead_letters", "stream, message_id") == Counter()
+    in_files_now = ids_in_files(place.backend, kept_files)
     assert sum(in_files_now.values()) == 12 + 4
     again = run_loader("once", *place.args, "--json", env=place.env)
     assert json.loads(again.stdout.strip().splitlines()[-1])["loaded"] == 0
