@@ -17,6 +17,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -262,4 +263,53 @@ def test_pubsub_frozen_gives_503_json_then_200_again(
     with _pulling(own_pubsub, audit) as pull:
         wait_until(lambda: acked <= pull(), 60, "every acknowledged id on the topic")
     assert cp.stop() == 0
+    assert "Traceback" not in cp.log(), cp.log()[-4000:]
+
+
+def test_debugger_shows_events_in_publish_mode(
+    collector_server: StartCollector, pubsub_emulator: PubSubEmulator, tmp_path: Path
+) -> None:
+    """Publish mode skips the ring buffer; the debugger taps the adapter behind the archive
+    subscription, so it still shows each event (once the subscription delivered it)."""
+    topic, _audit = _topic_with_audit(pubsub_emulator, "debug")
+    cp = collector_server(tmp_path / "data", **_pubsub_env(pubsub_emulator, topic))
+    lines: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with (
+            httpx.Client(base_url=cp.url, timeout=httpx.Timeout(10.0, read=90.0)) as client,
+            client.stream("GET", "/debugger/events") as stream,
+        ):
+            for line in stream.iter_lines():
+                lines.append(line)
+                if stop.is_set():
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    sent: list[str] = []
+
+    def shown() -> bool:
+        # Taps start recording within a second of a viewer connecting: probe until one shows.
+        if not any(m in line for line in list(lines) for m in sent):
+            message_id = f"dbg-{len(sent)}"
+            answer = httpx.post(
+                cp.url + "/v1/track",
+                json={"userId": "u-debug", "event": "Probe", "messageId": message_id},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            sent.append(message_id)
+            time.sleep(0.5)
+            return False
+        return True
+
+    try:
+        wait_until(shown, 90, "a published event in the debugger's stream")
+    finally:
+        stop.set()
+    items = [line for line in list(lines) if line.startswith("data: ")]
+    assert any('"u-debug"' in line and '"Probe"' in line for line in items), items[-5:]
+    assert _ring_appends(tmp_path / "data") == 0  # still publish mode: no ring buffer
     assert "Traceback" not in cp.log(), cp.log()[-4000:]
